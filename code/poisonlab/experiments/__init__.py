@@ -1,0 +1,1 @@
+"""One module per experiment (`linear`, `logistic`, `images`); each registers an `Experiment`."""
