@@ -44,10 +44,13 @@ class Param:
     def resolve(self, value):
         if value is None and self.default is None:
             return None
-        if self.choices is not None and value not in self.choices:
-            raise ParameterError(self.name, f"{self.name} must be one of {', '.join(map(str, self.choices))}; got {value!r}")
         if self.nargs is not None:
             value = tuple(value)
+        if self.choices is not None:
+            for v in (value if self.nargs is not None else (value,)):
+                if v not in self.choices:
+                    raise ParameterError(self.name, f"{self.name} must be one of "
+                                         f"{', '.join(map(str, self.choices))}; got {v!r}")
         if self.check is not None:
             value = self.check(self.name, value)
         return value
@@ -64,6 +67,7 @@ class Experiment:
     help: str = ""
     check: Callable[[dict], None] | None = None  # cross-parameter checks; raises ParameterError
     save_data: Callable[[dict, str], None] | None = None  # writes one configuration's data (CLI --save-data)
+    max_batch: int | None = None  # most configurations trained in one call (memory bound), None: no limit
     _by_name: dict = field(init=False, repr=False)
 
     def __post_init__(self):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 
@@ -49,7 +50,7 @@ def finite(name: str, value) -> float:
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
     """A whole number >= minimum (n, d, m, epochs, batch size)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, numbers.Real)) or value != int(value):
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     if int(value) < minimum:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")

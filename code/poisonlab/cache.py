@@ -1,0 +1,188 @@
+"""The on-disk result cache of the sweep runner: one JSON file per batch of configurations.
+
+A batch (the configurations passed to one `experiment.fn` call) is keyed by the experiment name,
+its full list of resolved configurations (seeds included), the declared metric names, a hash of
+the package source (every .py file under poisonlab, by content) and the torch and numpy versions:
+editing the code re-runs the sweeps it could affect, and identical work is never repeated.
+Writes are atomic (temp file in the same folder, fsync, os.replace), so an interrupted run leaves
+either no file or the previous one. A file that cannot be read back exactly is ignored.
+
+Folder: $POISONLAB_CACHE if set, else `<project root>/.cache/poisonlab` where the project root is
+the nearest parent of the working directory holding `_quarto.yml`, else `~/.cache/poisonlab`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+FORMAT = 1  # bump when the file layout changes: old files are then simply misses
+
+_SOURCE_HASH: str | None = None
+
+
+def cache_dir() -> Path:
+    """The cache folder (see module docstring); not created until something is written."""
+    env = os.environ.get("POISONLAB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "_quarto.yml").is_file():
+            return folder / ".cache" / "poisonlab"
+    return Path.home() / ".cache" / "poisonlab"
+
+
+def source_hash() -> str:
+    """SHA-256 of every .py file of the installed poisonlab package (paths and contents); once per process."""
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
+            if "__pycache__" in path.parts:
+                continue
+            h.update(path.relative_to(root).as_posix().encode())
+            h.update(b"\0")
+            h.update(path.read_bytes())
+            h.update(b"\0")
+        _SOURCE_HASH = h.hexdigest()
+    return _SOURCE_HASH
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def plain(value):
+    """`value` as JSON-ready Python: tuples -> lists, numpy/torch scalars -> int/float, recursively."""
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # numpy or torch scalar
+        return value.item()
+    if hasattr(value, "tolist"):  # numpy array or tensor
+        return value.tolist()
+    return value
+
+
+def _canonical(obj) -> str:
+    # repr() for anything JSON cannot write: unstable reprs only ever cause misses, never false hits
+    return json.dumps(plain(obj), sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def key(name: str, configs: list[dict], metrics) -> str:
+    """The cache key (hex SHA-256) of one batch of configurations of experiment `name`."""
+    ident = {"format": FORMAT, "experiment": name, "configs": configs, "metrics": list(metrics),
+             "source": source_hash(), "torch": _version("torch"), "numpy": _version("numpy")}
+    return hashlib.sha256(_canonical(ident).encode()).hexdigest()
+
+
+def path(name: str, configs: list[dict], metrics) -> Path:
+    """Where the batch `configs` of experiment `name` is (or would be) cached."""
+    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
+    return cache_dir() / folder / f"{key(name, configs, metrics)}.json"
+
+
+def atomic_write(target: Path, text: str) -> None:
+    """Write `text` to `target` atomically: temp file in the same folder, fsync, os.replace."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # make the rename itself durable; not every platform can open a folder
+    with contextlib.suppress(OSError):
+        dfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def load(name: str, configs: list[dict], metrics) -> list[dict[str, float]] | None:
+    """The cached metrics of this batch (one dict per configuration), or None on a miss.
+
+    Anything unreadable, of another layout, for other configurations or with non-finite
+    values counts as a miss: it is recomputed and overwritten, never an error.
+    """
+    metrics = list(metrics)
+    file = path(name, configs, metrics)
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    try:
+        if (record["format"] != FORMAT or record["experiment"] != name or record["metrics"] != metrics
+                or record["configs"] != json.loads(_canonical(configs))):
+            return None
+        rows = record["rows"]
+        if not isinstance(rows, list) or len(rows) != len(configs):
+            return None
+        out = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) != len(metrics):
+                return None
+            values = [float(v) for v in row]
+            if not all(math.isfinite(v) for v in values) or any(isinstance(v, bool) for v in row):
+                return None
+            out.append(dict(zip(metrics, values)))
+        return out
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def store(name: str, configs: list[dict], metrics, results: list[dict]) -> Path | None:
+    """Cache the metrics `results` of this batch (rows as lists, in `metrics` order); None if unwritable.
+
+    A cache that cannot be written (read-only folder, full disk) only costs a recomputation
+    later, so it is a warning, not an error.
+    """
+    metrics = list(metrics)
+    record = {"format": FORMAT, "experiment": name, "metrics": metrics, "configs": plain(configs),
+              "rows": [[float(r[m]) for m in metrics] for r in results]}
+    # allow_nan=False: a non-finite value must never reach the cache
+    text = json.dumps(record, allow_nan=False, default=repr, indent=None)
+    file = path(name, configs, metrics)
+    try:
+        atomic_write(file, text + "\n")
+    except OSError as e:
+        warnings.warn(f"poisonlab cache: could not write {file}: {e}", RuntimeWarning, stacklevel=2)
+        return None
+    return file
+
+
+def clear(name: str | None = None) -> int:
+    """Delete the cached results of experiment `name` (all experiments if None); the number of files removed."""
+    root = cache_dir()
+    folders = [root / re.sub(r"[^A-Za-z0-9_.-]", "_", name)] if name is not None else \
+        [p for p in root.glob("*") if p.is_dir()]
+    removed = 0
+    for folder in folders:
+        for file in folder.glob("*.json"):
+            with contextlib.suppress(OSError):
+                file.unlink()
+                removed += 1
+    return removed

@@ -1,0 +1,82 @@
+"""Filter defences: which training points to keep before (re)training. Each returns a bool keep-mask.
+
+loss_filter drops the points of largest loss (under a model trained on the poisoned data, or a
+clean reference); knn_filter drops points whose label disagrees with their nearest neighbours'.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import validate
+from .data import whole
+
+__all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_dataset"]
+
+
+def loss_filter(scores, fraction) -> Tensor:
+    """Keep-mask dropping the round(fraction * n) points of largest score (ties: the later index is kept).
+
+    scores (n,) or (K, n) for K models at once (each row filtered on its own).
+    """
+    fraction = validate.fraction("fraction", fraction)
+    s = torch.as_tensor(scores).detach()
+    if s.dim() not in (1, 2) or s.shape[-1] == 0:
+        raise ValueError(f"scores must have shape (n,) or (K, n) with n >= 1, got {tuple(s.shape)}")
+    if not torch.isfinite(s).all():
+        raise ValueError("scores must be finite")
+    n = s.shape[-1]
+    k = round(fraction * n)
+    order = torch.sort(s.double(), dim=-1, descending=True, stable=True).indices
+    keep = torch.ones(s.shape, dtype=torch.bool)
+    keep.scatter_(-1, order[..., :k], False)
+    return keep
+
+
+def knn_disagreement(X, y, k=10, *, chunk=1024) -> Tensor:
+    """Fraction of each point's k nearest neighbours (Euclidean, the point itself excluded) whose
+    label differs from its own; X (n, ...) is flattened to rows."""
+    k = whole("k", k)
+    X = torch.as_tensor(X).detach()
+    y = torch.as_tensor(y).detach()
+    n = X.shape[0] if X.dim() else 0
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.shape != (n,):
+        raise ValueError(f"y must hold one label per row of X ({n}), got shape {tuple(y.shape)}")
+    if k >= n:
+        raise ValueError(f"k must be smaller than the number of points ({n}), got {k}")
+    Z = X.reshape(n, -1).double()
+    if not torch.isfinite(Z).all():
+        raise ValueError("X must be finite")
+    out = torch.empty(n, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        rows = torch.arange(start, min(start + chunk, n))
+        D = torch.cdist(Z[rows], Z)
+        D[torch.arange(len(rows)), rows] = torch.inf  # a point is not its own neighbour
+        # a stable sort breaks distance ties by index, so the result does not depend on the chunking
+        nb = torch.sort(D, dim=1, stable=True).indices[:, :k]
+        out[rows] = (y[nb] != y[rows, None]).double().mean(1)
+    return out
+
+
+def knn_filter(X, y, k=10, threshold=0.5) -> Tensor:
+    """Keep-mask dropping points whose label disagrees with more than `threshold` of their k nearest
+    neighbours' labels. X (n, ...) and y (n,), or a batch X (K, n, ...) with y (K, n)."""
+    threshold = validate.fraction("threshold", threshold)
+    y = torch.as_tensor(y)
+    if y.dim() == 2 and y.shape[1] != 1:
+        X = torch.as_tensor(X)
+        if X.shape[:2] != y.shape:
+            raise ValueError(f"X must have shape (K, n, ...) matching y {tuple(y.shape)}, got {tuple(X.shape)}")
+        return torch.stack([knn_disagreement(X[i], y[i], k) <= threshold for i in range(y.shape[0])])
+    return knn_disagreement(X, y, k) <= threshold
+
+
+def filter_dataset(ds, keep: Tensor):
+    """The data set restricted to the kept training points (mask restricted alike; test set unchanged)."""
+    keep = torch.as_tensor(keep, dtype=torch.bool)
+    if keep.shape != (ds.n_train,):
+        raise ValueError(f"keep must be a bool mask of shape ({ds.n_train},), got {tuple(keep.shape)}")
+    mask = None if ds.mask is None else ds.mask[keep]
+    return ds.replace(X_train=ds.X_train[keep], y_train=ds.y_train[keep], mask=mask)

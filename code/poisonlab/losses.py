@@ -1,0 +1,128 @@
+"""Losses per example, their gradients with respect to the prediction, and the matching torch.nn modules.
+
+Conventions follow torch.nn with reduction="mean": averaging `per_example` over the examples gives
+MSELoss, L1Loss, HuberLoss(delta), BCEWithLogitsLoss (on logits) and CrossEntropyLoss (on logits).
+Shapes: for "mse", "l1", "huber", "bce" a prediction (..., n, m) has m outputs per example and the
+loss of an example is the mean over its m outputs; a 1-D prediction (n,) holds n scalar outputs.
+For "ce" the prediction holds logits (..., n, C) and the target class indices (..., n).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from . import validate
+
+LOSSES = ("mse", "l1", "huber", "bce", "ce")
+
+
+def module(name: str, delta: float = 1.0) -> nn.Module:
+    """The torch.nn loss (reduction="mean") that `per_example(name, ...)` averages to."""
+    validate.choice("loss", name, LOSSES)
+    if name == "mse":
+        return nn.MSELoss()
+    if name == "l1":
+        return nn.L1Loss()
+    if name == "huber":
+        return nn.HuberLoss(delta=validate.positive("delta", delta))
+    if name == "bce":
+        return nn.BCEWithLogitsLoss()
+    return nn.CrossEntropyLoss()
+
+
+def per_example(name: str, pred: Tensor, target: Tensor, delta=1.0) -> Tensor:
+    """The loss of each example, no reduction: (..., n, m) -> (..., n); "ce": logits (..., n, C) -> (..., n)."""
+    target = _checked(name, pred, target, delta)
+    return _per_example(name, pred, target, delta)
+
+
+def grad_pred(name: str, pred: Tensor, target: Tensor, delta=1.0) -> Tensor:
+    """d per_example / d pred, per example (the shape of pred); the 1/m of the mean over outputs included."""
+    target = _checked(name, pred, target, delta)
+    return _grad_pred(name, pred, target, delta)
+
+
+# The unchecked versions below serve the batched trainer's inner loop, which validates once up front.
+# Targets there already have the prediction's shape ("ce": integer indices of shape pred.shape[:-1]).
+
+def _per_example(name: str, pred: Tensor, target: Tensor, delta=1.0) -> Tensor:
+    if name == "ce":
+        C = pred.shape[-1]
+        return F.cross_entropy(pred.reshape(-1, C), target.reshape(-1), reduction="none").reshape(target.shape)
+    if name == "mse":
+        elementwise = (pred - target).square_()
+    elif name == "l1":
+        elementwise = (pred - target).abs_()
+    elif name == "huber":
+        r = (pred - target).abs_()
+        # torch's HuberLoss: r^2/2 inside the band |r| < delta, delta (|r| - delta/2) outside.
+        elementwise = torch.where(r < delta, 0.5 * r.square(), delta * (r - 0.5 * delta))
+    else:
+        elementwise = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    return elementwise.mean(-1) if pred.dim() >= 2 else elementwise
+
+
+def _grad_pred(name: str, pred: Tensor, target: Tensor, delta=1.0) -> Tensor:
+    if name == "ce":
+        return torch.softmax(pred, -1).sub_(F.one_hot(target, pred.shape[-1]).to(pred.dtype))
+    m = pred.shape[-1] if pred.dim() >= 2 else 1
+    if name == "mse":
+        g = (pred - target).mul_(2.0 / m)
+    elif name == "l1":
+        g = (pred - target).sign_()  # autograd's subgradient of |r| at 0 is 0, as here
+        if m != 1:
+            g.div_(m)
+    elif name == "huber":
+        g = torch.clamp(pred - target, -delta, delta)
+        if m != 1:
+            g.div_(m)
+    else:
+        g = torch.sigmoid(pred).sub_(target)
+        if m != 1:
+            g.div_(m)
+    return g
+
+
+def _checked(name: str, pred: Tensor, target: Tensor, delta) -> Tensor:
+    """The target in the form the unchecked functions expect; ValueError naming what is wrong."""
+    validate.choice("loss", name, LOSSES)
+    if not isinstance(pred, Tensor) or not pred.dtype.is_floating_point:
+        raise ValueError("pred must be a floating-point tensor")
+    if name == "ce":
+        return _class_target(pred, target)
+    _check_delta(name, delta)
+    return _same_shape(pred, target)
+
+
+def _check_delta(name: str, delta) -> None:
+    if name != "huber":
+        return
+    if isinstance(delta, Tensor):
+        if not bool(torch.all(torch.isfinite(delta) & (delta > 0))):
+            raise ValueError("delta must be a finite number > 0 (every entry)")
+    else:
+        validate.positive("delta", delta)
+
+
+def _same_shape(pred: Tensor, target: Tensor) -> Tensor:
+    """The target in the prediction's shape; (..., n) targets for (..., n, 1) predictions are accepted."""
+    if target.shape == pred.shape:
+        return target.to(pred.dtype)
+    if pred.dim() >= 1 and pred.shape[-1] == 1 and target.shape == pred.shape[:-1]:
+        return target.to(pred.dtype).unsqueeze(-1)
+    # Broadcasting (n, 1) against (n,) would silently give an (n, n) loss: refuse it.
+    raise ValueError(f"target must have the prediction's shape {tuple(pred.shape)}, got {tuple(target.shape)}")
+
+
+def _class_target(pred: Tensor, target: Tensor) -> Tensor:
+    if pred.dim() < 2 or target.shape != pred.shape[:-1]:
+        raise ValueError(f"target must have shape {tuple(pred.shape[:-1])} (class indices) for logits "
+                         f"{tuple(pred.shape)}, got {tuple(target.shape)}")
+    if target.dtype.is_floating_point or target.dtype == torch.bool:
+        if not bool(torch.all(target == target.round())):
+            raise ValueError("target must hold integer class indices for the ce loss")
+        target = target.long()
+    if target.numel() and not (0 <= int(target.min()) and int(target.max()) < pred.shape[-1]):
+        raise ValueError(f"target must hold class indices in [0, {pred.shape[-1] - 1}]")
+    return target
