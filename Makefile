@@ -36,6 +36,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_chapters.py
+
+lint: $(STAMP)
+	$(BIN)/python -m poisonlab.lint
 
 clean:
 	rm -rf _preview _book .cache figures/*/

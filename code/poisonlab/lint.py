@@ -1,0 +1,203 @@
+"""Book hygiene: `check_book(root)` lists what would break or mislead in the rendered book.
+
+Rules: `_quarto.yml` lists only existing files (and every chapter .qmd is listed); includes and
+the bibliography exist; cell options are well-formed `#| key: value` YAML; labels are unique
+across the book and have no underscores; figure cells have `fig-cap` and `fig-alt`, table cells
+`tbl-cap`; every `@fig-`/`@tbl-`/`@eq-`/`@sec-` reference has exactly one label; no doubled
+prefix ("Figure @fig-x" reads "Figure Figure 1"); every citation is in the bibliography.
+Run it as `python -m poisonlab.lint [ROOT]`.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import render
+
+LABEL = re.compile(r"\{[^{}\n]*?#([^\s{}]+)[^{}\n]*\}")
+DOUBLED = re.compile(r"\b(Figures?|Fig\.|Tables?|Tab\.|Equations?|Eqs?\.|Sections?|Sec\.)\s+\[?@(fig|tbl|eq|sec)-",
+                     re.IGNORECASE)
+CROSSREF = ("fig", "tbl", "eq", "sec")
+SKIP_DIRS = {"_preview", "_book", "_freeze", ".venv", "node_modules", "site-packages"}
+
+
+@dataclass
+class Findings:
+    """What the files of the book define and use, with where."""
+
+    problems: list = field(default_factory=list)
+    labels: dict = field(default_factory=dict)  # label -> [where]
+    refs: list = field(default_factory=list)  # (label, where)
+    cites: list = field(default_factory=list)  # (key, where)
+    includes: list = field(default_factory=list)  # Paths
+
+    def add(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+
+def blank(text: str) -> str:
+    """`text` with fenced code, inline code and math replaced by spaces (newlines kept)."""
+    text = render.without_fences(text)
+    spans = [(s, e) for s, e, _, _ in render.code_spans(text)]
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = [c if c == "\n" else " " for c in text[start:end]]
+    text = "".join(chars)
+    for pattern in (render.DISPLAY_MATH, render.INLINE_MATH):
+        text = pattern.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+    return text
+
+
+def check_label(label, where: str, found: Findings) -> None:
+    if not isinstance(label, str) or not label:
+        found.add(where, f"label must be a non-empty string, got {label!r}")
+        return
+    if "_" in label:
+        found.add(where, f"label {label!r} has an underscore (use hyphens: {label.replace('_', '-')!r})")
+    found.labels.setdefault(label, []).append(where)
+
+
+def check_code(block: render.Block, rel: str, found: Findings) -> None:
+    """Option syntax and the label and captions of one code cell."""
+    for line, message in block.problems:
+        found.add(f"{rel}:{line}", message)
+    options, where = block.options, f"{rel}:{block.line}"
+    if "label" not in options:
+        return
+    label = options["label"]
+    check_label(label, where, found)
+    label = str(label)
+    if label.startswith("fig-"):
+        for key in ("fig-cap", "fig-alt"):
+            if not options.get(key):
+                found.add(where, f"figure cell {label} has no {key}")
+    if label.startswith("tbl-") and not options.get("tbl-cap"):
+        found.add(where, f"table cell {label} has no tbl-cap")
+
+
+def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found: Findings) -> None:
+    """Labels, references, citations, doubled prefixes and includes of one markdown run."""
+    for offset, line in enumerate(block.text.split("\n")):
+        if (m := render.INCLUDE.match(line)):
+            target = render.include_target(m.group(1), path, root)
+            if target.is_file():
+                found.includes.append(target.resolve())
+            else:
+                found.add(f"{rel}:{block.line + offset}", f"included file {m.group(1)} not found")
+    for offset, line in enumerate(blank(block.text).split("\n")):
+        where = f"{rel}:{block.line + offset}"
+        for m in LABEL.finditer(line):
+            check_label(m.group(1), where, found)
+        for m in DOUBLED.finditer(line):
+            found.add(where, f"doubled prefix {m.group(0)!r}: Quarto writes the word itself "
+                             f"(write @{m.group(2)}-..., or {m.group(1)} [-@{m.group(2)}-...])")
+        for m in render.CITATION.finditer(line):
+            key = m.group(2)
+            kind = key.split("-")[0].lower()
+            if kind in CROSSREF and "-" in key:
+                found.refs.append((kind + key[len(kind):], where))
+            else:
+                found.cites.append((key, where))
+
+
+def check_file(path: Path, root: Path, found: Findings) -> None:
+    rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    try:
+        source = render.read_qmd(path, root, includes=False)
+    except (ValueError, OSError) as e:
+        found.add(rel, str(e).replace(f"{path}: ", ""))
+        return
+    for block in source.blocks:
+        if block.kind == "code":
+            check_code(block, rel, found)
+        else:
+            check_markdown(block, path, root, rel, found)
+
+
+def bibliography(config: dict, root: Path, found: Findings) -> dict | None:
+    """The bibliography's entries (None when the book has none); missing files and duplicate keys."""
+    names = config.get("bibliography")
+    if not names:
+        return None
+    entries = {}
+    for name in [names] if isinstance(names, str) else names:
+        path = root / name
+        if not path.is_file():
+            found.add("_quarto.yml", f"bibliography {name} not found")
+            continue
+        keys = re.findall(r"@(?!comment|string|preamble)\w+\s*\{\s*([^,\s]+)\s*,", path.read_text(encoding="utf-8"),
+                          flags=re.IGNORECASE)
+        for key in sorted({k for k in keys if keys.count(k) > 1}):
+            found.add(name, f"bibliography key {key!r} is defined {keys.count(key)} times")
+        try:
+            entries.update(render.read_bib(path))
+        except ValueError as e:
+            found.add(name, str(e))
+    return entries
+
+
+def unlisted(root: Path, files: list[Path]) -> list[Path]:
+    """.qmd files of the project that are neither chapters nor included (underscore files are partials)."""
+    out = []
+    for path in sorted(root.rglob("*.qmd")):
+        parts = path.relative_to(root).parts
+        if any(p in SKIP_DIRS or p.startswith(".") for p in parts) or path.name.startswith("_"):
+            continue
+        if path.resolve() not in files:
+            out.append(path)
+    return out
+
+
+def check_book(root) -> list[str]:
+    """Every hygiene problem of the book at `root` (empty when clean), as 'file:line: message'."""
+    root = Path(root).resolve()
+    found = Findings()
+    try:
+        config = render.read_config(root)
+    except (ValueError, OSError) as e:
+        return [f"_quarto.yml: {e}"]
+    entries = render.chapter_entries(config)
+    if not entries:
+        found.add("_quarto.yml", "book: chapters lists no file")
+    files = []
+    for entry in entries:
+        path = (root / entry).resolve()
+        if not path.is_file():
+            found.add("_quarto.yml", f"chapter {entry} does not exist")
+        elif path not in files:
+            files.append(path)
+    bib = bibliography(config, root, found)
+    i = 0
+    while i < len(files):  # includes found on the way are checked too
+        check_file(files[i], root, found)
+        files += [p for p in found.includes if p not in files]
+        i += 1
+    for path in unlisted(root, files):
+        found.add(path.relative_to(root).as_posix(), "not listed in _quarto.yml (nor included)")
+    for label, places in found.labels.items():
+        if len(places) > 1:
+            found.add(places[1], f"label {label} is defined {len(places)} times (also at {places[0]})")
+    for label, where in found.refs:
+        if label not in found.labels:
+            found.add(where, f"reference @{label} has no matching label")
+    if bib is not None:
+        for key, where in found.cites:
+            if key not in bib:
+                found.add(where, f"citation @{key} is not in the bibliography")
+    return found.problems
+
+
+def main(argv=None) -> int:
+    """`python -m poisonlab.lint [ROOT]`: the problems, one a line; exit 1 when there are any."""
+    args = sys.argv[1:] if argv is None else argv
+    root = Path(args[0]) if args else render.find_root()
+    problems = check_book(root)
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""The book: every chapter listed in _quarto.yml executes (quick profile), and the book helpers.
+
+Chapter tests are marked `book` (slow: each starts a kernel and runs the chapter's sweeps);
+`pytest -m "not book"` skips them.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from poisonlab import book, render
+from poisonlab.profile import get_profile
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHAPTERS = render.chapter_entries(render.read_config(REPO))
+_executed: dict = {}
+
+
+def executed(entry: str):
+    """The chapter executed once per test session (several tests read it)."""
+    path = REPO / entry
+    if not path.is_file():
+        pytest.fail(f"chapter {entry} is listed in _quarto.yml but does not exist")
+    if entry not in _executed:
+        try:
+            _executed[entry] = render.execute_chapter(path, profile="quick")
+        except render.RenderError as e:
+            _executed[entry] = e
+    if isinstance(_executed[entry], render.RenderError):
+        pytest.fail(str(_executed[entry]), pytrace=False)
+    return _executed[entry]
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_chapter_executes(entry):
+    nb = executed(entry)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+              and "raises-exception" not in c.metadata.get("tags", [])]
+    assert not errors
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_chapter_shows_no_warnings(entry):
+    nb = executed(entry)
+    shown = [o["text"] for c in nb.cells for o in c.get("outputs", [])
+             if o.get("output_type") == "stream" and o.get("name") == "stderr"
+             and "remove_output" not in c.metadata.get("tags", []) and "remove_cell" not in c.metadata.get("tags", [])]
+    assert not shown, "warnings in the rendered chapter:\n" + "".join(shown)
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_chapter_references_resolve(entry):
+    nb = executed(entry)
+    assert nb.metadata["poisonlab"]["unresolved"] == []
+
+
+def test_the_book_lists_the_preface_first():
+    assert CHAPTERS[0] == "index.qmd"
+
+
+# ---------------------------------------------------------------------------------------------
+# book helpers
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("x, digits, text", [
+    (0.123456, 3, "0.123"), (12.3456, 3, "12.3"), (1234.56, 3, "1230"), (0.5, 3, "0.5"),
+    (2.0, 3, "2"), (0.001234, 2, "0.0012"), (0.000123456, 3, "1.23e-4"), (1.5e7, 3, "1.5e7"),
+    (-0.04567, 2, "-0.046"), (0.0, 3, "0"), (42, 3, "42"), (123456789, 2, "123456789"),
+    (np.float32(0.25), 3, "0.25"), (np.int64(7), 3, "7"), (torch.tensor(3.14159), 4, "3.142"),
+])
+def test_fmt(x, digits, text):
+    assert book.fmt(x, digits) == text
+
+
+@pytest.mark.parametrize("x, name", [(math.nan, "x"), (math.inf, "x"), ("1", "x"), (True, "x"),
+                                     (torch.ones(2), "x")])
+def test_fmt_rejects_non_numbers(x, name):
+    with pytest.raises(ValueError, match=f"^{name} must"):
+        book.fmt(x)
+
+
+def test_fmt_rejects_bad_digits():
+    with pytest.raises(ValueError, match="digits"):
+        book.fmt(1.0, 0)
+
+
+def test_markdown_table_formats_numbers_and_escapes():
+    df = pd.DataFrame({"name": ["a|b", "c"], "value": [0.123456, 2.0], "ok": [True, False], "k": [1, 2]})
+    text = book.markdown_table(df).data
+    assert text.splitlines() == ["| name | value | ok | k |", "|:---|---:|:---|---:|",
+                                 "| a\\|b | 0.123 | yes | 1 |", "| c | 2 | no | 2 |"]
+    assert "0.12" in book.markdown_table(df, floatfmt=".2f").data
+    assert "| 0.1235 |" in book.markdown_table(df, floatfmt=4).data
+    with pytest.raises(ValueError, match="df"):
+        book.markdown_table([1, 2])
+
+
+def test_markdown_table_shows_a_named_index():
+    df = pd.DataFrame({"v": [1.5]}, index=pd.Index(["row"], name="key"))
+    assert book.markdown_table(df).data.splitlines()[0] == "| key | v |"
+
+
+def test_laws_table_marks_disagreement():
+    df = pd.DataFrame({"statement": ["slope is 1", "exponent is 2"], "predicted": ["1", "2"],
+                       "fitted (95% CI)": ["1.01 [0.98, 1.04]", "2.5 [2.4, 2.6]"], "agrees": [True, False]})
+    lines = book.laws_table(df).data.splitlines()
+    assert lines[2].endswith("| yes |") and lines[3].endswith("| **no** |")
+    with pytest.raises(ValueError, match="laws must have the columns"):
+        book.laws_table(df.drop(columns="agrees"))
+
+
+def test_setup_returns_the_active_profile_and_checks_the_chapter(monkeypatch):
+    monkeypatch.setenv("POISONLAB_PROFILE", "quick")
+    assert book.setup("some-chapter") == get_profile("quick")
+    assert book.chapter() == "some-chapter"
+    with pytest.raises(ValueError, match="chapter"):
+        book.setup("bad/name")
+
+
+def test_environment_table_lists_versions_and_profile():
+    text = book.environment_table(get_profile("quick")).data
+    for key in ("| python |", "| torch |", "| numpy |", "| torch threads |", "| profile | quick |",
+                f"| repeats | {get_profile('quick').repeats} |"):
+        assert key in text

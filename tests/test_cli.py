@@ -1,0 +1,47 @@
+"""The command line in general: help at every level, and bad input as one line with exit status 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from poisonlab import cli, experiment
+
+
+def helps():
+    yield []
+    yield ["render"]
+    yield ["run"]
+    for name in experiment.available():
+        yield ["run", name]
+
+
+@pytest.mark.parametrize("argv", list(helps()), ids=lambda a: " ".join(a) or "poisonlab")
+def test_help_at_every_level_exits_0(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*argv, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: poisonlab" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["run"], ["run", "no-such-experiment"],
+                                  ["render", "--engine", "gpu"], ["render", "--profile", "huge"],
+                                  ["render", "--no-such-flag"]],
+                         ids=lambda a: " ".join(a) or "nothing")
+def test_bad_input_is_one_line_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("poisonlab") and "error" in lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_subprocess_help_and_unknown_subcommand():
+    run = lambda *a: subprocess.run([sys.executable, "-m", "poisonlab", *a], capture_output=True,  # noqa: E731
+                                    text=True, timeout=120)
+    ok = run("--help")
+    assert ok.returncode == 0 and "render" in ok.stdout and "run" in ok.stdout
+    bad = run("frobnicate")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    assert "frobnicate" in bad.stderr
