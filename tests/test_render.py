@@ -90,6 +90,12 @@ The answer is `{python} answer`, bold is `{python} Markdown("**strong-inline**")
 `{python} "a*b*c"`, and ``{python} answer`` stays code. @huber1964robust says so. See @eq-one-line,
 @fig-one-line and @tbl-one-table. Back to [the preface](../index.qmd).
 
+Math: $\\hat\\theta = (X^\\top X)^{-1} X^\\top y$ inline, `$code_math$` in code, and
+$$
+\\begin{aligned} u &= v + 1 \\\\ w &= 2 u \\end{aligned}
+$$
+beyond latex2mathml.
+
 $$
 y = a x + b
 $$ {#eq-one-line}
@@ -97,6 +103,7 @@ $$ {#eq-one-line}
 ```{python}
 #| echo: false
 print("echo-false-output", secret_token)
+print("output-math $z_{out}$")
 ```
 
 ```{python}
@@ -145,7 +152,7 @@ book.markdown_table(pd.DataFrame({"x": [1, 2], "y": [0.5, 0.25]}))
 
 ```{python}
 #| label: fig-one-grid
-#| fig-cap: "A grid of blank images."
+#| fig-cap: "A grid of $2^2$ blank images."
 #| fig-alt: "Four black squares."
 import torch
 plots.image_grid(torch.zeros(4, 1, 4, 4), ncols=2)
@@ -332,7 +339,7 @@ def test_sections_equations_and_cross_references_are_numbered(mini):
     html = mini["one"]
     assert '<span id="sec-one-intro"></span>1.1 Introduction' in html
     assert '<span id="sec-one-details"></span>1.1.1 Details' in html
-    assert "\\tag{1.1}" in html and '<span id="eq-one-line"></span>' in html
+    assert '<span id="eq-one-line"></span>' in html and '<span class="pl-equation-number">(1.1)</span>' in html
     assert '<a href="#eq-one-line">Equation 1.1</a>' in html
     assert '<a href="#tbl-one-table">Table 1.1</a>' in html
     assert 'see <a href="#sec-one-details">Section 1.1.1</a>' in html
@@ -352,7 +359,7 @@ def test_figure_has_anchor_alt_text_and_numbered_caption(mini):
     assert 'src="data:image/png;base64,' in figure.group(1)
     assert '<figcaption>Figure 1.1: A rising line (see <a href="#eq-one-line">Equation 1.1</a>).</figcaption>' in html
     assert "&lt;Axes" not in html and "AxesArray" not in html  # book.setup keeps the repr out of the page
-    assert "Figure 1.2: A grid of blank images." in html
+    assert re.search(r"Figure 1.2: A grid of <math display=\"inline\">.*?</math> blank images.", html)
     assert (mini["root"] / "figures" / "one" / "rising.png").is_file()
 
 
@@ -382,8 +389,67 @@ def test_include_shortcode_and_included_table_caption(mini):
     assert tag(mini["index"], "div", "tbl-part", "pl-caption") and "Table 1: Included symbols." in mini["index"]
 
 
-def test_math_is_left_to_mathjax(mini):
-    assert "mathjax" in mini["one"].lower() and "y = a x + b" in mini["one"]
+def test_math_is_mathml_and_mathjax_keeps_the_rest(mini):
+    html = mini["one"]
+    # inline math: MathML, no $ left around it
+    inline = re.search(r'<math display="inline">(.*?)</math>', html)
+    assert inline and "\u03b8" in inline.group(1) and "\u22a4" in inline.group(1)
+    assert not re.search(r"\$\s*<math|</math>\s*\$", html) and "\\hat" not in html
+    # the numbered equation: a MathML block, its number on the right, its anchor just before it
+    anchor = html.index('<span id="eq-one-line"></span>')
+    equation = re.search(r'<span class="pl-equation"><math display="block">(.*?)</math>'
+                         r'<span class="pl-equation-number">\(1\.1\)</span></span>', html[anchor:])
+    assert equation and "<mi>y</mi>" in equation.group(1) and "\\tag" not in html
+    # what latex2mathml cannot convert stays TeX, and MathJax still loads for it
+    assert "\\begin{aligned} u &amp;= v + 1" in html and "mathjax" in html.lower()
+    # code and code outputs keep their dollars; the saved notebook keeps its TeX
+    assert "<code>$code_math$</code>" in html and "output-math $z_{out}$" in html
+    assert any("\\tag{1.1}" in c.source for c in mini["nb"].cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("tex", [
+    r"\hat\theta", r"\tilde{x}", r"\mathbb{E}[X]", r"\boldsymbol{\theta}", r"X^\top X", r"\lVert w \rVert_2",
+    r"\operatorname{Var}(x)", r"\arg\min_w f", r"\text{if } x > 0", r"\tfrac{1}{2}", r"\underbrace{a + b}_{n}", r"x \sim p",
+    r"\begin{cases} 1 & x > 0 \\ 0 & \text{else} \end{cases}", r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}"])
+def test_supported_tex_becomes_mathml(tex):
+    out = render.tex_to_mathml(tex)
+    assert out.startswith('<math display="inline">') and out.endswith("</math>") and "\\" not in out
+
+
+@pytest.mark.parametrize("tex", [
+    r"\begin{aligned} a &= b \\ c &= d \end{aligned}", r"\begin{align} a \end{align}", r"a \\ b",
+    r"\foo x", r"\label{eq-x} x", r"\frac{a}{b", r"x^", r"\text{a<b}", r"\mathop{\mathrm{argmin}}_w", ""])
+def test_unsupported_tex_is_left_to_mathjax(tex):
+    assert render.tex_to_mathml(tex) is None
+
+
+def test_mathml_follows_tex_spacing_and_accents():
+    assert "<mo>\u223c</mo>" in render.tex_to_mathml(r"x \sim p")  # not latex2mathml's '~'
+    assert "<mo>\u02c6</mo>" in render.tex_to_mathml(r"\hat\theta")  # a hat that sits on the letter
+    assert '<mo lspace="0em" rspace="0.167em">log</mo>' in render.tex_to_mathml(r"\log x")
+    assert "<munder>" in render.tex_to_mathml(r"\min_w f", display=True)  # limits below in display
+    assert "<msub>" in render.tex_to_mathml(r"\min_w f")
+    assert render.tex_to_mathml(r"\$5").startswith('<math display="inline" class="tex2jax_ignore">')
+    # browsers ignore mathvariant: bold and blackboard letters become Unicode's mathematical letters
+    assert render.tex_to_mathml(r"\boldsymbol{\theta} + \mathbb E + \mathbb 1") == (
+        '<math display="inline"><mrow><mrow><mi>\U0001d73d</mi></mrow><mo>+</mo><mi>\U0001d53c</mi><mo>+</mo>'
+        '<mn>\U0001d7d9</mn></mrow></math>')
+    # \lVert does not stretch to a fraction's height; \big sizes it
+    assert '<mo lspace="0em" rspace="0em" stretchy="false">\u2016</mo>' in render.tex_to_mathml(r"\lVert x \rVert")
+    assert '<mo minsize="1.2em" maxsize="1.2em" lspace="0em" rspace="0em">\u2016</mo>' in \
+        render.tex_to_mathml(r"\big\lVert x \big\rVert")
+
+
+def test_math_to_mathml_converts_math_only_outside_code():
+    text = ("Cost \\$5, $\\text{_a_} E[X]$(b) and $\\foo_x$ in `$c$`.\n\n"
+            "```python\nx = '$d$'\n```\n\n$$\ny = x\n\\tag{2.3}\n$$\n")
+    out = render.math_to_mathml(text)
+    # markdown syntax inside the MathML is escaped: no emphasis, no link
+    assert out.startswith('Cost \\$5, <math display="inline"><mrow><mtext>&#95;a&#95;</mtext><mi>E</mi>'
+                          '<mo stretchy="false">&#91;</mo><mi>X</mi><mo stretchy="false">&#93;</mo></mrow></math>(b)')
+    assert " and $\\foo_x$ in `$c$`." in out and "x = '$d$'" in out
+    assert out.rstrip().endswith('<span class="pl-equation-number">(2.3)</span></span>')
+    assert "$$" not in out and "tag" not in out
 
 
 def test_partial_render_keeps_the_other_pages(mini):
