@@ -529,3 +529,15 @@ def test_auto_uses_quarto_when_installed_with_the_profile(tmp_path):
     code, err = render_in(tmp_path, ["render", "--profile", "quick"], quarto=str(fake))
     assert code == 0 and "using Quarto" in err
     assert log.read_text().strip() == "render --profile quick | quick quick 1"
+
+
+def test_tex_only_outputs_such_as_sympy_get_a_mathml_form():
+    from poisonlab import render
+
+    output = {"output_type": "display_data",
+              "data": {"text/latex": "$\\displaystyle \\frac{\\sigma^{2}}{n - d - 1}$", "text/plain": "x"}}
+    render.latex_output_to_mathml(output)
+    assert "<math" in output["data"]["text/html"] and "<mfrac>" in output["data"]["text/html"]
+    rich = {"output_type": "display_data", "data": {"text/latex": "$x$", "text/html": "<b>x</b>"}}
+    render.latex_output_to_mathml(rich)
+    assert rich["data"]["text/html"] == "<b>x</b>"  # an output's own HTML is left as it is

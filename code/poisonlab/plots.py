@@ -7,6 +7,7 @@ nothing opens a window: inside Jupyter or Quarto the figure is shown inline at t
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import tempfile
@@ -67,13 +68,21 @@ def figure(ncols: int = 1, nrows: int = 1, **kw):
     return fig, (ax.view(AxesArray) if isinstance(ax, np.ndarray) else ax)
 
 
+# Matplotlib subsets fonts into the PDF through fontTools, which warns on every save that the
+# DejaVu fonts' 'created' date is "very low": noise in every chapter's output, not a problem.
+logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
+
+
 def project_root(start=None) -> Path:
-    """The book's root (the folder of `_quarto.yml`) above `start` (default: the working directory)."""
+    """The book's root (the folder of `_quarto.yml`) above `start` (default: the working directory).
+
+    Outside a book (a reader's own notebook) it is the working directory itself.
+    """
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "_quarto.yml").is_file():
             return folder
-    raise ValueError(f"no _quarto.yml in {here} or its parents: figures are saved under the book's figures/")
+    return here
 
 
 def save(fig, name: str) -> list[Path]:

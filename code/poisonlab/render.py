@@ -589,6 +589,24 @@ def navigation(page: str, pages: list[tuple[str, str]]) -> str:
     return f'<nav class="pl-nav">{" ".join(links)}</nav>'
 
 
+def latex_output_to_mathml(output) -> None:
+    """Give a TeX-only rich output (sympy's `display`) an HTML MathML form, which the page prefers."""
+    data = output.get("data", {})
+    tex = data.get("text/latex")
+    if tex is None or "text/html" in data:
+        return
+    body = tex.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\[", "\\]")):
+        if body.startswith(left) and body.endswith(right) and len(body) > len(left) + len(right):
+            body = body[len(left):-len(right)]
+            break
+    else:
+        return
+    mathml = tex_to_mathml(body.replace("\\displaystyle", "").strip(), display=True)
+    if mathml is not None:
+        data["text/html"] = f'<div class="pl-output-math">{mathml}</div>'
+
+
 def to_html(nb, chapter_dir: Path, nav: str) -> str:
     """The HTML page of an executed chapter notebook.
 
@@ -599,6 +617,8 @@ def to_html(nb, chapter_dir: Path, nav: str) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.metadata.get("poisonlab", {}).get("role") != "figure":
             cell.source = math_to_mathml(cell.source)  # figures: their captions are converted already
+        for output in cell.get("outputs", []):
+            latex_output_to_mathml(output)
     body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"path": str(chapter_dir),
                                                                         "name": nb.metadata.get("title", "")}})
     body = body.replace("</head>", CSS + "</head>", 1)
