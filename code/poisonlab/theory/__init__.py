@@ -1,0 +1,1 @@
+"""Derivations (sympy) and numeric predictions, one module per chapter."""
