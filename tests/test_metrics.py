@@ -32,8 +32,9 @@ def test_accuracy_binary_and_multiclass():
     assert float(metrics.accuracy(logits, y)) == pytest.approx(0.6)
     assert float(metrics.accuracy(logits[:, None], y.float())) == pytest.approx(0.6)
     probs = torch.sigmoid(logits)  # thresholds 0 on logits and 0.5 on probabilities agree
-    assert float(metrics.accuracy(probs, y)) == pytest.approx(0.6)
     assert float(metrics.accuracy(probs, y, probs=True)) == pytest.approx(0.6)
+    # outputs are logits unless told otherwise, even when they all lie in [0, 1]
+    assert float(metrics.accuracy(probs, y)) == pytest.approx(float((y == 1).double().mean()))
     assert float(metrics.accuracy(torch.tensor([0.3, 0.2, 0.9, 0.8, 0.1]), y, probs=False)) == pytest.approx(0.6)
     multi = torch.randn(5, 4, generator=g)
     labels = torch.tensor([0, 1, 2, 3, 0])

@@ -175,3 +175,14 @@ def test_bad_input(call, name):
     X, y = design(n=50)
     with pytest.raises(ValueError, match=name):
         call(X, y)
+
+
+def test_logistic_with_a_tiny_ridge_converges_to_the_unpenalised_fit():
+    # found by the logistic chapter: a ridge of 1e-9 kept the Newton decrement at ~1e-19, above an
+    # absolute stopping threshold, and the solver wrongly reported separable data
+    ds = data.make_binary(4000, 2, x_dist="gaussian", seed=9)
+    ds = attacks.flip_binary(ds, 0.03, seed=9)
+    w0, b0 = solvers.logistic(ds.X_train, ds.y_train, l2=0.0)
+    w1, b1 = solvers.logistic(ds.X_train, ds.y_train, l2=1e-9)
+    torch.testing.assert_close(w1, w0, rtol=1e-4, atol=1e-5)
+    assert abs(float(b1) - float(b0)) < 1e-4

@@ -43,10 +43,9 @@ def mse(pred, y, *, batched=None) -> Tensor:
     return (sq.flatten(1).mean(1) if b else sq.mean()).float()
 
 
-def predict_labels(out, *, probs=None) -> Tensor:
+def predict_labels(out, *, probs=False) -> Tensor:
     """Class labels from model outputs: argmax over a last dimension C > 1; a threshold for (..., 1)
-    or 1-D binary outputs (logits: 0, unless probs=True: 0.5; probs=None reads outputs all within
-    [0, 1] as probabilities); integer outputs are labels already."""
+    or 1-D binary outputs (logits: 0, unless probs=True: 0.5); integer outputs are labels already."""
     out = _t("out", out)
     if not out.is_floating_point():
         return out.long()
@@ -57,18 +56,17 @@ def predict_labels(out, *, probs=None) -> Tensor:
     return out.argmax(dim=-1)
 
 
-def _binary_labels(scores: Tensor, probs) -> Tensor:
-    if probs is None:
-        probs = bool(((scores >= 0) & (scores <= 1)).all())
+def _binary_labels(scores: Tensor, probs: bool) -> Tensor:
+    # never guessed from the values: logits of an untrained model may all lie in [0, 1]
     return (scores > (0.5 if probs else 0.0)).long()
 
 
-def accuracy(logits_or_probs, y, *, probs=None, batched=None) -> Tensor:
+def accuracy(logits_or_probs, y, *, probs=False, batched=None) -> Tensor:
     """Fraction of correct labels: argmax over a class dimension, or a threshold for binary outputs.
 
     Shapes: y (n,) (or (K, n) per model); outputs (n,), (n, 1), (n, C) for one model and
     (K, n), (K, n, 1), (K, n, C) for K models. Binary outputs are logits (threshold 0) unless
-    probs=True (threshold 0.5); with probs=None, outputs all within [0, 1] are read as probabilities.
+    probs=True (threshold 0.5).
     Integer outputs are taken as predicted labels.
     """
     out, y = _t("logits_or_probs", logits_or_probs), _t("y", y)

@@ -224,9 +224,11 @@ def _logistic_one(A: np.ndarray, y: np.ndarray, l2: float, max_iter: int = 100) 
         if step is None:
             raise ValueError("X must have linearly independent columns (with the intercept) for the logistic "
                              "MLE to be unique; use l2 > 0")
-        decrement = -(grad @ step)  # the Newton decrement squared
-        if decrement <= 1e-20 or np.abs(grad).max() <= 1e-13:
-            return theta
+        decrement = -(grad @ step)  # the Newton decrement squared: twice the predicted decrease of F
+        # converged once the predicted decrease is lost in F's rounding; a ridge keeps the decrement
+        # there (about 1e-19) rather than letting it reach an absolute threshold
+        if decrement <= 4 * np.finfo(float).eps * max(1.0, abs(fval)) or np.abs(grad).max() <= 1e-13:
+            return theta + step  # the last Newton step is exact to second order
         t = 1.0
         while t > 1e-12:
             new = theta + t * step
