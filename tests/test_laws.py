@@ -287,3 +287,20 @@ def test_sweep_to_law_pipeline(tmp_path, monkeypatch):
     assert law.agrees and abs(law.fitted - 2.0) < 0.05
     assert laws.Law.from_fit("wrong exponent", 1.8, fit, "k").agrees is False
     assert laws.table([law])["agrees"].tolist() == [True]
+
+
+def test_jackknife_of_a_mean_is_the_t_interval_of_the_repeat_means():
+    # for a statistic linear in the data the jackknife is exact: the mean over seeds of per-seed means
+    import pandas as pd
+    from scipy import stats as st
+
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame({"seed": np.repeat(np.arange(6), 4), "x": np.tile(np.arange(4.0), 6),
+                         "m": rng.normal(size=24)})
+    est, lo, hi, se = laws.jackknife(rows, lambda r: r["m"].mean())
+    per_seed = rows.groupby("seed")["m"].mean().to_numpy()
+    assert est == pytest.approx(per_seed.mean())
+    assert se == pytest.approx(per_seed.std(ddof=1) / np.sqrt(6))
+    assert hi - est == pytest.approx(st.t.ppf(0.975, 5) * se)
+    with pytest.raises(ValueError, match="at least 2 repeats"):
+        laws.jackknife(rows[rows["seed"] == 0], lambda r: r["m"].mean())

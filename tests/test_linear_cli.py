@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+import clitools
 from poisonlab import cli
 from poisonlab.experiments import linear as lin
 
@@ -21,11 +22,7 @@ def _own_cache(tmp_path, monkeypatch):
 
 
 def run_json(capsys, *args):
-    assert cli.main(["run", "linear", "--json", *FAST, *args]) == 0
-    out = capsys.readouterr().out
-    lines = out.strip().splitlines()
-    assert len(lines) == 1, "--json must print exactly one line: one JSON object"
-    return json.loads(lines[0])
+    return clitools.run_json(capsys, "linear", *FAST, *args)
 
 
 def test_json_record_has_every_parameter_and_metric(capsys):

@@ -53,3 +53,15 @@ def test_positive_int_accepts_numpy_integers():
     assert validate.positive_int("n", np.float64(4.0)) == 4
     with pytest.raises(ValueError, match="n must be"):
         validate.positive_int("n", np.float64(4.5))
+
+
+def test_finite_array_takes_tensors_and_lists_and_refuses_nan():
+    import numpy as np
+    import torch
+
+    np.testing.assert_array_equal(validate.finite_array("x", torch.tensor([1.0, 2.0])), [1.0, 2.0])
+    np.testing.assert_array_equal(validate.finite_array("x", [3, 4]), [3.0, 4.0])
+    with pytest.raises(ValueError, match="x must be finite"):
+        validate.finite_array("x", [1.0, math.nan])
+    with pytest.raises(ValueError, match="x must be an array of numbers"):
+        validate.finite_array("x", ["a"])

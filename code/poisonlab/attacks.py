@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from . import validate
-from .data import Dataset, generator, whole
+from .data import Dataset, generator
 
 __all__ = ["gaussian_labels", "flip_binary", "flip_multiclass", "poison_count", "boundary_distance",
            "BINARY_FLIPS", "MULTICLASS_FLIPS"]
@@ -210,7 +210,7 @@ def flip_multiclass(ds: Dataset, alpha, *, how="random", num_classes=None, targe
         else:
             labels = torch.cat([y_long, ds.y_test.reshape(-1).long()])
             num_classes = int(labels.max()) + 1
-    K = whole("num_classes", num_classes, minimum=2)
+    K = validate.positive_int("num_classes", num_classes, minimum=2)
     if int(y_long.min()) < 0 or int(y_long.max()) >= K:
         raise ValueError(f"ds.y_train labels must lie in 0..{K - 1} (num_classes = {K})")
     for name, value, used in (("target", target, "target-class"), ("pair", pair, "pair"),

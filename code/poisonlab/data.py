@@ -87,12 +87,6 @@ class Mixture:
         return int(self.means.shape[1])
 
 
-def whole(name: str, value, minimum: int = 1) -> int:
-    """validate.positive_int that also accepts numpy integers (sweep tables hand those out)."""
-    if isinstance(value, np.integer):
-        value = int(value)
-    return validate.positive_int(name, value, minimum)
-
 
 def generator(seed) -> torch.Generator:
     """A CPU generator seeded with `seed` (a whole number, numpy integers included)."""
@@ -143,9 +137,9 @@ def make_linear(n, d=1, m=1, noise_std=1.0, *, seed, W=None, b=None, test_fracti
     y has shape (n, m) always. The draws happen in a fixed order (W, b, X, eps, split) and W, b are
     drawn even when given, so the same seed gives the same X and eps whatever W, b or noise_std are.
     """
-    n = whole("n", n)
-    d = whole("d", d)
-    m = whole("m", m)
+    n = validate.positive_int("n", n)
+    d = validate.positive_int("d", d)
+    m = validate.positive_int("m", m)
     noise_std = validate.non_negative("noise_std", noise_std)
     g = generator(seed)
     W_draw = torch.randn(m, d, generator=g)
@@ -207,7 +201,7 @@ def _sqrt_psd(S: Tensor) -> Tensor:
 
 def sample_mixture(mixture: Mixture, n, *, generator: torch.Generator):
     """n points from the mixture: (X (n, d) float32, component (n,) long)."""
-    n = whole("n", n)
+    n = validate.positive_int("n", n)
     if not isinstance(mixture, Mixture):
         raise ValueError(f"mixture must be a Mixture (see gaussian_mixture), got {type(mixture).__name__}")
     component = torch.multinomial(mixture.weights, n, replacement=True, generator=generator)
@@ -247,7 +241,7 @@ def cluster_at_distance(w, b, distance, *, along=None, spread=0.1, d=None):
     """
     w_unit = _unit("w", w)
     if d is not None:
-        d = whole("d", d)
+        d = validate.positive_int("d", d)
         if w_unit.shape[0] != d:
             raise ValueError(f"w must have d = {d} entries, got {w_unit.shape[0]}")
     d = w_unit.shape[0]
@@ -275,7 +269,7 @@ def default_mixture(d=2, *, near=0.15, w=None, b=0.0) -> Mixture:
     0.15 each, spread near/3, so almost all of each stays on its side) at distance +-near, shifted
     by -+1 along the boundary: points close to the boundary, where label flips move it most.
     """
-    d = whole("d", d)
+    d = validate.positive_int("d", d)
     near = validate.positive("near", near)
     w = torch.eye(d, dtype=torch.float64)[0] if w is None else w
     spec = [(0.35, 1.0, 0.0, 0.3), (0.35, -1.0, 0.0, 0.3),
@@ -297,8 +291,8 @@ def make_binary(n, d=2, *, x_dist="uniform", bias=0.0, mixture=None, seed, w=Non
     sphere) unless given; a given w is normalised to unit norm (b is the bias for the unit w).
     For mixtures, params also holds the component of each point ("component_train", "component_test").
     """
-    n = whole("n", n)
-    d = whole("d", d)
+    n = validate.positive_int("n", n)
+    d = validate.positive_int("d", d)
     x_dist = validate.choice("x_dist", x_dist, ("uniform", "gaussian", "mixture"))
     bias = validate.finite("bias", bias)
     if mixture is not None and x_dist != "mixture":

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 
 from . import validate
-from .data import whole
 
 __all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_dataset"]
 
@@ -36,7 +35,7 @@ def loss_filter(scores, fraction) -> Tensor:
 def knn_disagreement(X, y, k=10, *, chunk=1024) -> Tensor:
     """Fraction of each point's k nearest neighbours (Euclidean, the point itself excluded) whose
     label differs from its own; X (n, ...) is flattened to rows."""
-    k = whole("k", k)
+    k = validate.positive_int("k", k)
     X = torch.as_tensor(X).detach()
     y = torch.as_tensor(y).detach()
     n = X.shape[0] if X.dim() else 0

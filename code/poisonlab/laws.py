@@ -46,20 +46,10 @@ class Fit:
         return f"{self.model}: {', '.join(parts)} ({lo}% CI), R² = {self.r2:.4f}, n = {self.n}"
 
 
-def _array(name: str, values) -> np.ndarray:
-    if hasattr(values, "detach"):  # torch tensor
-        values = values.detach().cpu().numpy()
-    try:
-        a = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers, got {type(values).__name__}") from None
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got a NaN or infinity")
-    return a
 
 
 def _xy(x, y, sigma, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    x, y = _array("x", x).ravel(), _array("y", y).ravel()
+    x, y = validate.finite_array("x", x).ravel(), validate.finite_array("y", y).ravel()
     if x.size != y.size:
         raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
     if y.size < p + 1:  # p parameters need p + 1 points for any error estimate
@@ -70,7 +60,7 @@ def _xy(x, y, sigma, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]
 def _sigma(sigma, n: int) -> np.ndarray | None:
     if sigma is None:
         return None
-    s = _array("sigma", sigma).ravel()
+    s = validate.finite_array("sigma", sigma).ravel()
     if s.size == 1:
         s = np.full(n, float(s[0]))
     if s.size != n:
@@ -158,11 +148,11 @@ def fit_curve(f: Callable, x, y, p0: Sequence[float], names: Sequence[str], sigm
     """
     level = _level(level)
     names = list(names)
-    p0 = _array("p0", p0).ravel()
+    p0 = validate.finite_array("p0", p0).ravel()
     if len(names) != p0.size or len(set(names)) != len(names):
         raise ValueError(f"names must give one distinct name per entry of p0 ({p0.size}), got {names}")
-    y = _array("y", y).ravel()
-    x = _array("x", x)
+    y = validate.finite_array("y", y).ravel()
+    x = validate.finite_array("x", x)
     if y.size < p0.size + 1:
         raise ValueError(f"y must hold at least {p0.size + 1} points to fit {p0.size} parameters with a CI, "
                          f"got {y.size}")
@@ -200,8 +190,8 @@ def fit_curve(f: Callable, x, y, p0: Sequence[float], names: Sequence[str], sigm
 def sigma_from_ci(lo, hi, n, level: float = 0.95):
     """Standard errors behind Student-t intervals [lo, hi] of means of n values: the `sigma` of a fit."""
     level = _level(level)
-    lo, hi = _array("lo", lo), _array("hi", hi)
-    n = _array("n", n)
+    lo, hi = validate.finite_array("lo", lo), validate.finite_array("hi", hi)
+    n = validate.finite_array("n", n)
     if np.any(lo > hi):
         raise ValueError("lo must be <= hi")
     if np.any(n < 2) or np.any(n != np.round(n)):
@@ -212,9 +202,9 @@ def sigma_from_ci(lo, hi, n, level: float = 0.95):
 
 def agreement(predicted, measured_mean, measured_lo, measured_hi, tol=None):
     """Whether `predicted` lies in [lo, hi] or within `tol` of the mean; a bool, or an array for arrays."""
-    p = _array("predicted", predicted)
-    mean = _array("measured_mean", measured_mean)
-    lo, hi = _array("measured_lo", measured_lo), _array("measured_hi", measured_hi)
+    p = validate.finite_array("predicted", predicted)
+    mean = validate.finite_array("measured_mean", measured_mean)
+    lo, hi = validate.finite_array("measured_lo", measured_lo), validate.finite_array("measured_hi", measured_hi)
     if np.any(lo > hi):
         raise ValueError("measured_lo must be <= measured_hi")
     ok = (lo <= p) & (p <= hi)
@@ -280,3 +270,21 @@ def table(laws: Sequence[Law], digits: int = 3, fmt: Callable | None = None) -> 
                                 + (f" (tol {fmt(law.tol, digits)})" if law.tol is not None else ""),
              "agrees": law.agrees} for law in laws]
     return pd.DataFrame.from_records(rows, columns=["statement", "how", "predicted", "fitted (95% CI)", "agrees"])
+
+
+def jackknife(rows, statistic, level: float = 0.95):
+    """statistic(rows) with a delete-one-repeat jackknife t-interval: (estimate, lo, hi, se).
+
+    `rows` is a sweep's tidy table (a `seed` column). Repeats (seeds) are independent; the grid
+    points of one repeat are not (common random numbers), so the interval leaves out whole repeats,
+    never single points.
+    """
+    seeds = np.unique(rows["seed"].to_numpy())
+    R = len(seeds)
+    if R < 2:
+        raise ValueError(f"rows must hold at least 2 repeats for a jackknife interval, got {R}")
+    est = float(statistic(rows))
+    loo = np.array([statistic(rows[rows["seed"] != s]) for s in seeds], dtype=float)
+    se = float(np.sqrt((R - 1) / R * np.sum((loo - loo.mean()) ** 2)))
+    t = float(stats.t.ppf(0.5 + level / 2, R - 1))
+    return est, est - t * se, est + t * se, se

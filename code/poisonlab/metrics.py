@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .data import whole
+from . import validate
+
 
 __all__ = ["mse", "accuracy", "predict_labels", "param_error", "weight_error", "intercept_bias", "angle",
            "weight_norm", "confusion", "flipped_fit"]
@@ -170,7 +171,7 @@ def weight_norm(w_hat, *, batched=None) -> Tensor:
 
 def confusion(pred_labels, y, K) -> Tensor:
     """Counts M[i, j] of points of true class i predicted j, shape (K, K) (or (B, K, K) for B models)."""
-    K = whole("K", K)
+    K = validate.positive_int("K", K)
     pred, y = _t("pred_labels", pred_labels).long(), _t("y", y).reshape(-1).long()
     n = y.shape[0]
     batched = pred.dim() == 2

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from . import validate
-from .data import generator, whole
+from .data import generator
 
 __all__ = ["make_model", "MODELS", "MLP", "SmallCNN", "FlatLinear", "init_parameters", "count_parameters"]
 
@@ -129,13 +129,13 @@ def make_model(kind, in_dim, out_dim=1, hidden=(), *, seed, in_shape=None) -> nn
     in_shape for "linear"/"mlp": image inputs of that shape are flattened inside forward.
     """
     kind = validate.choice("kind", kind, MODELS)
-    in_dim = whole("in_dim", in_dim)
-    out_dim = whole("out_dim", out_dim)
+    in_dim = validate.positive_int("in_dim", in_dim)
+    out_dim = validate.positive_int("out_dim", out_dim)
     if hidden is None:
         hidden = ()
     if isinstance(hidden, (int, np.integer)):
         hidden = (hidden,)
-    hidden = tuple(whole("hidden", h) for h in hidden)
+    hidden = tuple(validate.positive_int("hidden", h) for h in hidden)
     shape = None if in_shape is None else _shape(in_shape, in_dim)
     generator(seed)  # validate the seed before building anything
     with torch.device("meta"):

@@ -31,17 +31,6 @@ def _pyplot():
     return plt
 
 
-def _array(name: str, values) -> np.ndarray:
-    """Tensors, lists and arrays as a float numpy array; NaN or infinity is an error."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    try:
-        a = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers, got {type(values).__name__}") from None
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got a NaN or infinity")
-    return a
 
 
 def _axes(ax):
@@ -143,8 +132,8 @@ def _summary(summary, x: str, y: str, hue):
 
 def _errorbars(ax, rows, x: str, y: str, label, color=None):
     rows = rows.sort_values(x)
-    xs = _array(x, rows[x])
-    mean, lo, hi = (_array(y, rows[f"{y}_{s}"]) for s in ("mean", "lo", "hi"))
+    xs = validate.finite_array(x, rows[x])
+    mean, lo, hi = (validate.finite_array(y, rows[f"{y}_{s}"]) for s in ("mean", "lo", "hi"))
     if np.any(lo > mean + 1e-12 * np.abs(mean)) or np.any(hi < mean - 1e-12 * np.abs(mean)):
         raise ValueError(f"y: {y}_lo <= {y}_mean <= {y}_hi must hold in every row")
     yerr = np.clip(np.stack([mean - lo, hi - mean]), 0.0, None)
@@ -164,7 +153,7 @@ def _positional(f) -> int:
 
 def _prediction(ax, f, rows, x: str, hue, value, logx: bool, color, label):
     """Draw `f` over the x range: f(x) on a fine grid, f(x, hue value), or f(row) per summary row."""
-    xs = _array(x, rows[x])
+    xs = validate.finite_array(x, rows[x])
     lo, hi = float(xs.min()), float(xs.max())
     grid = np.geomspace(lo, hi, 200) if logx and lo > 0 else np.linspace(lo, hi, 200)
     args = (grid,) if hue is None else (grid, value)
@@ -175,7 +164,7 @@ def _prediction(ax, f, rows, x: str, hue, value, logx: bool, color, label):
         xs_line = grid
     except (TypeError, AttributeError, KeyError, IndexError):
         ordered = rows.sort_values(x)  # a function of the summary row: one value per measured x
-        xs_line = _array(x, ordered[x])
+        xs_line = validate.finite_array(x, ordered[x])
         ys = np.array([float(f(row)) for _, row in ordered.iterrows()])
     if not np.all(np.isfinite(ys)):
         raise ValueError("prediction must be finite over the measured range of x")
@@ -220,7 +209,7 @@ def scatter_data(X, y, *, mask=None, ax=None, feature: int = 0, s: float = 12, a
     One feature (or `feature` of several) with real targets: y against x. Two features with
     class labels: the plane, coloured by class.
     """
-    X, y = _array("X", X), _array("y", y)
+    X, y = validate.finite_array("X", X), validate.finite_array("y", y)
     X = X[:, None] if X.ndim == 1 else X
     if X.ndim != 2:
         raise ValueError(f"X must have shape (n, d), got {X.shape}")
@@ -257,8 +246,8 @@ def scatter_data(X, y, *, mask=None, ax=None, feature: int = 0, s: float = 12, a
 
 def boundary(w, b, *, ax=None, label=None, name=None, **kw):
     """The line w·x + b = 0 across the current limits of a 2-D plot."""
-    w = _array("w", w).ravel()
-    b = float(_array("b", b).ravel()[0])
+    w = validate.finite_array("w", w).ravel()
+    b = float(validate.finite_array("b", b).ravel()[0])
     if w.size != 2:
         raise ValueError(f"w must have 2 components, got {w.size}")
     if not np.any(w):
@@ -278,7 +267,7 @@ def boundary(w, b, *, ax=None, label=None, name=None, **kw):
 
 def line(x, y, *, ax=None, label=None, style: str = "-", name=None, **kw):
     """A curve y(x) (sorted by x)."""
-    x, y = _array("x", x).ravel(), _array("y", y).ravel()
+    x, y = validate.finite_array("x", x).ravel(), validate.finite_array("y", y).ravel()
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
     order = np.argsort(x, kind="stable")
@@ -289,7 +278,7 @@ def line(x, y, *, ax=None, label=None, style: str = "-", name=None, **kw):
 
 def regression_line(w, b, *, ax=None, label=None, style: str = "-", name=None, **kw):
     """The fitted line y = w x + b across the current x limits (one feature, one output)."""
-    w, b = _array("w", w).ravel(), _array("b", b).ravel()
+    w, b = validate.finite_array("w", w).ravel(), validate.finite_array("b", b).ravel()
     if w.size != 1 or b.size != 1:
         raise ValueError(f"w and b must be single numbers (one feature, one output), got sizes {w.size}, {b.size}")
     ax = _axes(ax)
@@ -305,7 +294,7 @@ def curve(values, *, ax=None, label=None, xlabel: str = "epoch", ylabel: str = "
     """A loss curve per epoch; for several runs (K, epochs), their mean with a 95% CI band."""
     from scipy import stats
 
-    v = _array("values", values)
+    v = validate.finite_array("values", values)
     if v.ndim not in (1, 2) or v.shape[-1] == 0:
         raise ValueError(f"values must have shape (epochs,) or (runs, epochs), got {v.shape}")
     ax = _axes(ax)
@@ -325,7 +314,7 @@ def curve(values, *, ax=None, label=None, xlabel: str = "epoch", ylabel: str = "
 
 def confusion(M, classes=None, *, ax=None, normalize: bool = False, name=None):
     """A confusion matrix (rows: true class, columns: predicted) as an annotated heatmap."""
-    M = _array("M", M)
+    M = validate.finite_array("M", M)
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
         raise ValueError(f"M must be a square matrix, got shape {M.shape}")
     K = M.shape[0]
@@ -353,7 +342,7 @@ def confusion(M, classes=None, *, ax=None, normalize: bool = False, name=None):
 
 def image_grid(images, titles=None, *, ncols: int = 8, cmap: str = "gray", name=None):
     """Images (N, C, H, W) or (N, H, W) in a grid, each scaled to [0, 1]; returns the Axes array."""
-    x = _array("images", images)
+    x = validate.finite_array("images", images)
     if x.ndim == 4:
         if x.shape[1] not in (1, 3):
             raise ValueError(f"images must have 1 or 3 channels (N, C, H, W), got shape {x.shape}")

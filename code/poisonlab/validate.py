@@ -63,3 +63,18 @@ def choice(name: str, value, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
     return value
+
+
+def finite_array(name: str, values):
+    """Tensors, lists and arrays as a float numpy array; NaN or infinity is an error."""
+    import numpy as np
+
+    if hasattr(values, "detach"):  # a torch tensor
+        values = values.detach().cpu().numpy()
+    try:
+        a = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers, got {type(values).__name__}") from None
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite, got a NaN or infinity")
+    return a

@@ -324,9 +324,8 @@ def summarize(result, by, where=None, **derived):
     return pd.DataFrame.from_records(out)
 
 
-def _matrix(result, x, y, where):
+def _matrix(rows, x, y):
     """(x values, matrix points x repeats) of metric or derived column `y` (a name or f(rows))."""
-    rows = rows_where(result, **(where or {}))
     values = y(rows) if callable(y) else rows[y]
     table = rows.assign(_v=np.asarray(values, dtype=float)).pivot_table(index=x, columns="seed", values="_v",
                                                                           aggfunc="mean")
@@ -334,20 +333,14 @@ def _matrix(result, x, y, where):
 
 
 def jackknife(result, x, y, statistic, *, where=None, level=0.95):
-    """statistic(xs, mean curve) with a delete-one-repeat jackknife t-interval: (estimate, lo, hi, se).
+    """statistic(xs, mean curve of `y` against `x`) with laws.jackknife's interval: (estimate, lo, hi, se)."""
+    rows = rows_where(result, **(where or {}))
 
-    Repeats are independent (seed + r), the grid points of one repeat are not (common random
-    numbers), so the interval comes from leaving out whole repeats, never single points.
-    """
-    xs, M = _matrix(result, x, y, where)
-    R = M.shape[1]
-    if R < 2:
-        raise ValueError(f"repeats must be >= 2 for a jackknife interval, got {R}")
-    est = float(statistic(xs, M.mean(1)))
-    loo = np.array([statistic(xs, np.delete(M, j, axis=1).mean(1)) for j in range(R)], dtype=float)
-    se = float(np.sqrt((R - 1) / R * np.sum((loo - loo.mean()) ** 2)))
-    t = float(stats.t.ppf(0.5 + level / 2, R - 1))
-    return est, est - t * se, est + t * se, se
+    def curve_statistic(rows_):
+        xs, M = _matrix(rows_, x, y)
+        return statistic(xs, M.mean(1))
+
+    return laws.jackknife(rows, curve_statistic, level)
 
 
 def exponent(xs, ys) -> float:

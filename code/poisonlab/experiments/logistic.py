@@ -40,7 +40,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scipy import stats
 
 from .. import attacks, data, defenses, laws, losses, metrics, solvers, sweep, train, validate
 from ..experiment import Experiment, Param, ParameterError, register
@@ -545,36 +544,6 @@ def knn_rates(config: dict, far: float) -> dict:
             "flipped": rate(mask), "clean": rate(~mask), "far_fraction": float(is_far.float().mean())}
 
 
-def error_summary(result) -> pd.DataFrame:
-    """A sweep's summary with the test error 1 - expected accuracy (error_mean, error_lo, error_hi) and n_train."""
-    s = result.summary()
-    return s.assign(n_train=s["n"] - (0.2 * s["n"]).round().astype(int), error_mean=1 - s["expected_accuracy_mean"],
-                    error_lo=1 - s["expected_accuracy_hi"], error_hi=1 - s["expected_accuracy_lo"])
-
-
-def defense_costs(defended, plain, metric: str = "expected_accuracy") -> pd.DataFrame:
-    """Accuracy of each defence minus that of plain SGD ("none") on the same seeds: mean [95% CI].
-
-    `plain` holds the defence "none" (and possibly others); both sweeps must use the same seeds and data.
-    """
-    rows = pd.concat([defended.rows, plain.rows], ignore_index=True)
-    base = rows[rows["defense"] == "none"].set_index("seed")[metric]
-    out = []
-    for (defense, drop), g in rows[rows["defense"] != "none"].groupby(["defense", rows["drop"].fillna(-1)],
-                                                                       sort=False):
-        diff = g[metric].to_numpy() - base.loc[g["seed"]].to_numpy()
-        mean, lo, hi = sweep.mean_ci(diff)
-        out.append({"defence": defense, "drop": "" if drop < 0 else drop,
-                    "accuracy change": f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"})
-    return pd.DataFrame(out)
-
-
-def _fmt(x):
-    from .. import book
-
-    return book.fmt(x)
-
-
 # ---------------------------------------------------------------------------------------------
 # The chapter's studies: every sweep (by name) and the laws measured on them
 
@@ -679,20 +648,8 @@ def _rows(result, where: dict):
 
 
 def jackknife(rows: pd.DataFrame, statistic, level: float = 0.95):
-    """statistic(rows) with a delete-one-repeat jackknife t-interval: (estimate, lo, hi).
-
-    Repeats (seeds) are independent; the grid points of one repeat are not (common random numbers),
-    so the interval leaves out whole repeats, never single points.
-    """
-    seeds = np.unique(rows["seed"].to_numpy())
-    R = len(seeds)
-    if R < 2:
-        raise ValueError(f"rows must hold at least 2 repeats for an interval, got {R}")
-    est = float(statistic(rows))
-    loo = np.array([statistic(rows[rows["seed"] != s]) for s in seeds], dtype=float)
-    se = float(np.sqrt((R - 1) / R * np.sum((loo - loo.mean()) ** 2)))
-    t = float(stats.t.ppf(0.5 + level / 2, R - 1))
-    return est, est - t * se, est + t * se
+    """laws.jackknife without its standard error: (estimate, lo, hi)."""
+    return laws.jackknife(rows, statistic, level)[:3]
 
 
 def _curve(rows, x, y):
