@@ -45,3 +45,16 @@ def test_subprocess_help_and_unknown_subcommand():
     bad = run("frobnicate")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     assert "frobnicate" in bad.stderr
+
+
+def test_output_to_a_closed_pipe_ends_quietly(tmp_path):
+    # `poisonlab run ... | head`: the reader leaves early; no traceback on stderr, exit 141 like SIGPIPE
+    import subprocess
+    import sys
+
+    cmd = (f"{sys.executable} -m poisonlab run linear --repeats 2 --epochs 1 --n 50 --json --no-cache "
+           "| true")  # the reader exits before anything is written: EPIPE every time
+    proc = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**__import__("os").environ, "POISONLAB_CACHE": str(tmp_path)})
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 141

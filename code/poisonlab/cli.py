@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import experiment as _experiment
@@ -122,3 +123,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("poisonlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`poisonlab run ... | head`): not an error of ours;
+        # point stdout at devnull so that Python's exit-time flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
