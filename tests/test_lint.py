@@ -98,6 +98,8 @@ CASES = {
                        "index.qmd:5: doubled prefix 'Figure @fig-'"),
     "unknown citation": (dict(index_dot_qmd=INDEX + "\nAs shown [@nobody2020].\n"),
                          "index.qmd:5: citation @nobody2020 is not in the bibliography"),
+    "inline expression opens a line": (dict(index_dot_qmd=INDEX + "\nThe count is\n`{python} 1`. Then more.\n"),
+                                       "index.qmd:6: inline `{python}` expression at the start of a line"),
 }
 
 

@@ -191,3 +191,12 @@ def test_line_and_regression_line(project):
     x, y = ax.get_lines()[-1].get_data()
     np.testing.assert_allclose(y, 2 * np.asarray(x) + 1)
     assert not any(isinstance(c, LineCollection) for c in ax.collections)
+
+
+def test_saved_paths_show_nothing_at_the_end_of_a_cell():
+    # a chapter cell ending on plots.save(fig, ...) must show the figure only, not a list of paths
+    from IPython.core.formatters import DisplayFormatter
+
+    paths = plots.SavedPaths(["figures/x/a.pdf"])
+    assert paths == ["figures/x/a.pdf"]
+    assert DisplayFormatter().format(paths) == ({}, {})

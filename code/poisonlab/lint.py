@@ -77,6 +77,9 @@ def check_code(block: render.Block, rel: str, found: Findings) -> None:
         found.add(where, f"table cell {label} has no tbl-cap")
 
 
+INLINE_AT_START = re.compile(r"^\s*`\{python\}")
+
+
 def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found: Findings) -> None:
     """Labels, references, citations, doubled prefixes and includes of one markdown run."""
     for offset, line in enumerate(block.text.split("\n")):
@@ -86,6 +89,11 @@ def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found:
                 found.includes.append(target.resolve())
             else:
                 found.add(f"{rel}:{block.line + offset}", f"included file {m.group(1)} not found")
+    for offset, line in enumerate(block.text.split("\n")):
+        if INLINE_AT_START.match(line):
+            # a value such as "1" followed by ". " would turn the line into a list item, in Quarto too
+            found.add(f"{rel}:{block.line + offset}", "inline `{python}` expression at the start of a line: "
+                                                       "move a word before it")
     for offset, line in enumerate(blank(block.text).split("\n")):
         where = f"{rel}:{block.line + offset}"
         for m in LABEL.finditer(line):

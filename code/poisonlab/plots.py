@@ -74,7 +74,14 @@ def project_root(start=None) -> Path:
     return here
 
 
-def save(fig, name: str) -> list[Path]:
+class SavedPaths(list):
+    """The files `save` wrote; a cell that ends on `plots.save(...)` shows its figure, not this list."""
+
+    def _ipython_display_(self):
+        pass
+
+
+def save(fig, name: str) -> SavedPaths:
     """Write `fig` to figures/<chapter>/<name>.pdf and .png (chapter from `book.setup`); the paths."""
     if not isinstance(name, str) or not NAME.match(name):
         raise ValueError(f"name must be a file name of letters, digits, '.', '-' and '_', got {name!r}")
@@ -83,7 +90,7 @@ def save(fig, name: str) -> list[Path]:
         raise ValueError("chapter: call book.setup(<chapter>) before saving figures")
     folder = project_root() / "figures" / chapter
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths = SavedPaths()
     # no dates or versions in the files: the same numbers give the same bytes
     for suffix, metadata in ((".pdf", {"CreationDate": None, "Producer": None, "Creator": None}),
                              (".png", {"Software": None})):
