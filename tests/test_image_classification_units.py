@@ -352,3 +352,24 @@ def test_heldout_gap_sd_against_simulation():
     # the SD of 4000 draws is known to about 1.1%; the formula ignores the finite-population factor
     assert np.mean(gaps) == pytest.approx(0.0, abs=3 * np.std(gaps) / np.sqrt(4000))
     assert np.std(gaps) == pytest.approx(T.heldout_gap_sd(0.9, alpha, K, n), rel=0.05)
+
+
+def test_a_broken_torchvision_is_a_one_line_error_not_a_crash(tmp_path, monkeypatch):
+    # the registry's torchvision fails to load against a CPU-only torch with an OSError (missing CUDA
+    # libraries), not an ImportError: the package imports, digits work, and mnist says why it cannot
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kw):
+        if name == "torchvision" or name.startswith("torchvision."):
+            raise OSError("libcudart.so.13: cannot open shared object file")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    monkeypatch.setattr(builtins, "__import__", broken)
+    assert vision.load_dataset("digits", seed=0).X_train.shape[1:] == (1, 8, 8)
+    with pytest.raises(ValueError, match="dataset 'mnist' needs torchvision") as info:
+        vision.load_dataset("mnist", tmp_path, seed=0)
+    assert "OSError" in str(info.value) and "\n" not in str(info.value)
