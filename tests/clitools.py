@@ -10,3 +10,20 @@ def run_json(capsys, experiment: str, *args) -> dict:
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1, "--json must print exactly one line: one JSON object"
     return json.loads(lines[0])
+
+
+def check_record(record: dict, experiment, repeats: int) -> None:
+    """The CLI contract: experiment, every resolved parameter, each metric's mean, 95% CI and values."""
+    import numpy as np
+    import pytest
+
+    assert set(record) == {"experiment", "params", "metrics"}
+    assert record["experiment"] == experiment.name
+    assert set(record["params"]) == {p.name for p in experiment.params}
+    assert set(record["metrics"]) == set(experiment.metrics)
+    for m in record["metrics"].values():
+        assert set(m) == {"mean", "ci95", "values"}
+        assert len(m["values"]) == repeats
+        lo, hi = m["ci95"]
+        assert lo <= m["mean"] <= hi
+        assert m["mean"] == pytest.approx(np.mean(m["values"]))
