@@ -1,7 +1,6 @@
 """`poisonlab run images`: the CLI contract (one JSON object, every parameter, reproducible, bad input -> exit 2)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
