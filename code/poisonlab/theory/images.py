@@ -147,14 +147,15 @@ def noisy_posterior(p, alpha, K):
 
 
 def noisy_accuracy(acc, alpha, K):
-    """Expected accuracy against randomly flipped labels of a classifier of clean accuracy acc."""
+    """Expected accuracy against randomly flipped labels of a classifier of clean accuracy acc.
+
+    The same map as the noisy posterior, alpha/(K-1) + s acc: a prediction agrees with a flipped
+    label exactly as the true class's probability is carried into the noisy one.
+    """
     acc = np.asarray(acc, dtype=float)
     if not np.all(np.isfinite(acc)) or np.any(acc < 0) or np.any(acc > 1):
         raise ValueError(f"acc must be in [0, 1], got {acc!r}")
-    K = _K(K)
-    alpha = _alphas(alpha)
-    out = alpha / (K - 1) + signal(alpha, K) * acc
-    return float(out) if np.ndim(out) == 0 else out
+    return noisy_posterior(acc, alpha, K)
 
 
 def heldout_gap_sd(acc, alpha, K, n):
