@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[test]"
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
+	$(BIN)/python -m poisonlab.kernelspec $(VENV)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,8 +32,18 @@ install: $(STAMP)
 report: $(STAMP)
 	$(BIN)/poisonlab render --engine $(ENGINE) --profile $(PROFILE)
 
+# The tests; where Quarto is installed, also the quick book rendered by Quarto (HTML and PDF) and the
+# tests that read it. QUARTO=skip leaves the render out.
+QUARTO ?= $(shell command -v quarto 2>/dev/null)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not rendered"
+ifneq ($(filter-out skip,$(QUARTO)),)
+	$(BIN)/poisonlab render --engine quarto --profile quick
+	$(BIN)/python -m pytest -m rendered
+else
+	@echo "make test: Quarto is not installed: the rendered-book tests did not run (see README, Rendering)"
+endif
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
@@ -42,4 +53,4 @@ lint: $(STAMP)
 	$(BIN)/python -m poisonlab.lint
 
 clean:
-	rm -rf _preview _book .cache figures/*/
+	rm -rf _preview _preview-quick _book _book-quick .cache figures/*/

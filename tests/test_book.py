@@ -6,6 +6,7 @@ Chapter tests are marked `book` (slow: each starts a kernel and runs the chapter
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +74,31 @@ def test_the_book_lists_the_preface_first():
 
 @pytest.mark.parametrize("x, digits, text", [
     (0.123456, 3, "0.123"), (12.3456, 3, "12.3"), (1234.56, 3, "1230"), (0.5, 3, "0.5"),
-    (2.0, 3, "2"), (0.001234, 2, "0.0012"), (0.000123456, 3, "1.23e-4"), (1.5e7, 3, "1.5e7"),
-    (-0.04567, 2, "-0.046"), (0.0, 3, "0"), (42, 3, "42"), (123456789, 2, "123456789"),
+    (2.0, 3, "2"), (0.001234, 2, "0.0012"), (0.000123456, 3, "1.23 × 10⁻⁴"), (1.5e7, 3, "1.5 × 10⁷"),
+    (-0.04567, 2, "−0.046"), (-1.15e-4, 3, "−1.15 × 10⁻⁴"), (-3, 3, "−3"), (0.0, 3, "0"), (42, 3, "42"), (123456789, 2, "123456789"),
     (np.float32(0.25), 3, "0.25"), (np.int64(7), 3, "7"), (torch.tensor(3.14159), 4, "3.142"),
 ])
 def test_fmt(x, digits, text):
     assert book.fmt(x, digits) == text
+
+
+def quarto_inline(text_plain: str) -> str:
+    """What Quarto's jupyter-inline.ts does with a text/plain inline value (asEscapedMarkdown)."""
+    if len(text_plain) >= 2 and text_plain[0] == text_plain[-1] and text_plain[0] in "'\"":
+        return re.sub(r"([\\`*_{}\[\]()>#+\-.!])", r"\\\1", text_plain[1:-1].replace("\\", "\\\\"))
+    return text_plain
+
+
+@pytest.mark.parametrize("x", [0.0632, -0.293, 1.15e-4, -7, 0.5])
+def test_fmt_is_inserted_verbatim_by_quarto(x):
+    # a plain str would come back as 0\.0632: a TeX accent inside $...$ math
+    assert quarto_inline(repr(book.fmt(x))) == book.fmt(x)
+    assert quarto_inline(repr(str(book.fmt(x)))) != book.fmt(x) or "." not in book.fmt(x) and "-" not in book.fmt(x)
+
+
+def test_fmt_percent_reads_as_percent_in_markdown_and_tex():
+    p = book.fmt(0.1234, percent=True)
+    assert p == "12.3\\%" and p.plain == "12.3%"
 
 
 @pytest.mark.parametrize("x, name", [(math.nan, "x"), (math.inf, "x"), ("1", "x"), (True, "x"),

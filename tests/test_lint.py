@@ -131,3 +131,19 @@ def test_cli_exit_status(tmp_path, capsys):
 def test_the_book_is_clean(repo_root):
     problems = lint.check_book(repo_root)
     assert problems == [], "\n".join(problems)
+
+
+def test_inline_value_inside_math_must_go_through_fmt(tmp_path):
+    chapter = CHAPTER + "\nThe slope is $w = `{python} w`$ and $b = `{python} book.fmt(b)`$; prose `{python} n`.\n"
+    problems = lint.check_book(make_book(tmp_path, report__a_dot_qmd=chapter))
+    assert len(problems) == 1 and "`{python} w` inside math" in problems[0] and "book.fmt(w)" in problems[0]
+    assert problems[0].startswith(f"report/a.qmd:{CHAPTER.count(chr(10)) + 2}:"), problems
+
+
+def test_lint_command_line(tmp_path, capsys):
+    assert lint.main(["--help"]) == 0 and "Book hygiene" in capsys.readouterr().out
+    assert lint.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no _quarto.yml" in err
+    assert lint.main(["--bogus"]) == 2
+    assert lint.main([str(make_book(tmp_path))]) == 0

@@ -194,7 +194,7 @@ def mini(tmp_path_factory):
         "_quarto.yml": QUARTO_YML, "index.qmd": INDEX, "report/_part.qmd": PART,
         "report/refs.bib": BIB, "report/one.qmd": ONE})
     code, err = render_in(root, ["render", "--engine", "auto", "--profile", "quick"])
-    out = root / "_preview"
+    out = root / "_preview-quick"
     return {"root": root, "code": code, "err": err, "out": out,
             "index": (out / "index.html").read_text() if code == 0 else "",
             "one": (out / "report" / "one.html").read_text() if code == 0 else "",
@@ -476,7 +476,7 @@ def test_failing_cell_names_chapter_cell_and_error_and_keeps_previous_output(tmp
         "index.qmd": "# Preface\n\nFine.\n",
         "report/bad.qmd": "# Bad\n\n```{python}\nx = 1\n```\n\nText.\n\n```{python}\n#| echo: true\n"
                           "from poisonlab import book\ny = x + 1\nbook.fmt(y * float('nan'))\n```\n"})
-    previous = root / "_preview"
+    previous = root / "_preview-quick"
     previous.mkdir()
     (previous / "index.html").write_text("previous good render")
     code, err = render_in(root, ["render", "--engine", "jupyter", "--profile", "quick"])
@@ -487,7 +487,7 @@ def test_failing_cell_names_chapter_cell_and_error_and_keeps_previous_output(tmp
     assert re.search(r"report/bad.qmd:13: cell 2 \(\"book.fmt\(y \* float\('nan'\)\)\"\) raised "
                      r"ValueError: x must be finite, got nan \(at \S+/poisonlab/book.py:\d+\)$", lines[0]), lines[0]
     assert (previous / "index.html").read_text() == "previous good render"
-    assert sorted(p.name for p in root.iterdir()) == ["_preview", "_quarto.yml", "index.qmd", "report"]
+    assert sorted(p.name for p in root.iterdir()) == ["_preview-quick", "_quarto.yml", "index.qmd", "report"]
 
 
 def test_failing_inline_expression_is_named_outside_a_book(tmp_path):
@@ -520,15 +520,24 @@ def test_engine_quarto_without_quarto_in_a_subprocess(tmp_path):
 
 
 def test_auto_uses_quarto_when_installed_with_the_profile(tmp_path):
-    write_book(tmp_path, {"_quarto.yml": QUARTO_YML})
+    write_book(tmp_path, {"_quarto.yml": QUARTO_YML, "index.qmd": INDEX, "report/_part.qmd": PART,
+                          "report/refs.bib": BIB, "report/one.qmd": ONE})
     log = tmp_path / "quarto.log"
     fake = tmp_path / "bin" / "quarto"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$@ | $POISONLAB_PROFILE $QUARTO_PROFILE $TQDM_DISABLE" > "{log}"\n')
+    # a stand-in for Quarto: logs how it was called and writes a book where it was told to
+    fake.write_text(f'#!/bin/sh\necho "$@ | $POISONLAB_PROFILE $QUARTO_PROFILE $TQDM_DISABLE" > "{log}"\n'
+                    f'ls *.ipynb report/*.ipynb >> "{log}"\n'
+                    'mkdir -p _poisonlab_out && echo book > _poisonlab_out/index.html\n')
     fake.chmod(0o755)
     code, err = render_in(tmp_path, ["render", "--profile", "quick"], quarto=str(fake))
-    assert code == 0 and "using Quarto" in err
-    assert log.read_text().strip() == "render --profile quick | quick quick 1"
+    assert code == 0 and "using Quarto" in err, err
+    lines = log.read_text().split("\n")
+    assert lines[0] == "render --profile quick --output-dir _poisonlab_out | quick quick 1"
+    assert lines[1:3] == ["index.ipynb", "report/one.ipynb"]  # each chapter executed once, as a notebook
+    assert (tmp_path / "_book" / "index.html").read_text() == "book\n"
+    assert (tmp_path / "_book" / ".poisonlab-render").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
 
 
 def test_tex_only_outputs_such_as_sympy_get_a_mathml_form():

@@ -103,15 +103,50 @@ def _scalar(x):
     return x
 
 
-def fmt(x, digits: int = 3) -> str:
-    """A number for prose: `digits` significant digits; scientific when |x| < 1e-3 or >= 1e5; ints plain."""
+MINUS = "\u2212"
+TIMES = "\u00d7"
+SUPERSCRIPT = str.maketrans("0123456789-", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b")
+
+
+class Number(str):
+    """A number formatted for the page: Markdown that reads the same in prose and inside `$...$` math.
+
+    Its repr is its text, so an inline `{python}` value is inserted as it is: Quarto markdown-escapes a
+    plain `str` (its repr is quoted), which turns `0.5` into `0\\.5`, a TeX accent inside math.
+    `plain` is the text a reader sees (what `pdftotext` of the PDF finds).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def plain(self) -> str:
+        return str.__str__(self).replace("\\%", "%")
+
+
+def fmt(x, digits: int = 3, *, percent: bool = False) -> Number:
+    """A number for prose and math: `digits` significant digits, a true minus sign, ints plain.
+
+    Scientific when |x| < 1e-3 or >= 1e5, written 1.15 × 10⁻⁴ (Unicode superscripts, which
+    unicode-math, MathJax and the PDF's fallback font all show). percent=True prints 100·x with `%`
+    (escaped as `\\%`, which is a percent sign both in Markdown and in TeX math).
+    """
     digits = validate.positive_int("digits", digits)
     x = _scalar(x)
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise ValueError(f"x must be a real number, got {x!r}")
+    if percent:
+        x = 100 * float(x)
     if isinstance(x, numbers.Integral):
-        return str(int(x))
-    x = float(x)
+        text = str(int(x))
+    else:
+        text = _decimal(float(x), digits)
+    return Number(text.replace("-", MINUS) + ("\\%" if percent else ""))
+
+
+def _decimal(x: float, digits: int) -> str:
     if not math.isfinite(x):
         raise ValueError(f"x must be finite, got {x!r}")
     if x == 0:
@@ -120,7 +155,8 @@ def fmt(x, digits: int = 3) -> str:
         mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
         if "." in mantissa:
             mantissa = mantissa.rstrip("0").rstrip(".")
-        return f"{mantissa}e{int(exponent)}"
+        power = "10" + str(int(exponent)).translate(SUPERSCRIPT)
+        return f"{mantissa} {TIMES} {power}"
     rounded = float(f"{x:.{digits}g}")
     decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
     text = f"{rounded:.{decimals}f}"
@@ -227,12 +263,27 @@ def environment(profile: Profile | None = None) -> dict:
     env["profile"] = profile.name
     env["repeats"] = profile.repeats
     env["grid points"] = profile.points
-    for section, sizes in profile.sections.items():
-        own = {k: v for k, v in sizes.items() if (k, v) not in (("repeats", profile.repeats),
+    return env
+
+
+def sizes(profile: Profile | None = None) -> dict:
+    """Each chapter's own sweep sizes in `profile` (those that differ from its repeats and grid points)."""
+    profile = profile or get_profile()
+    out = {}
+    for section, values in profile.sections.items():
+        own = {k: v for k, v in values.items() if (k, v) not in (("repeats", profile.repeats),
                                                                 ("points", profile.points))}
         if own:
-            env[f"{section} sizes"] = ", ".join(f"{k}={v}".replace(" ", "") for k, v in own.items())
-    return env
+            out[section] = ", ".join(f"{k}={v}".replace(" ", "") for k, v in own.items())
+    return out
+
+
+def sizes_table(profile: Profile | None = None):
+    """`sizes()` as a two-column Markdown table (chapter, sizes)."""
+    import pandas as pd
+
+    rows = sizes(profile)
+    return markdown_table(pd.DataFrame({"chapter": list(rows), "sweep sizes": list(rows.values())}))
 
 
 def environment_table(profile: Profile | None = None):

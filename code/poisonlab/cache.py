@@ -40,14 +40,21 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "poisonlab"
 
 
+# modules that publish the book and read no result: editing them re-runs no sweep
+PUBLISHING = ("render.py", "qmd.py", "lint.py", "publish.py", "outputs.py", "kernelspec.py", "cli.py")
+
+
 def source_hash() -> str:
-    """SHA-256 of every .py file of the installed poisonlab package (paths and contents); once per process."""
+    """SHA-256 of the .py files of the installed poisonlab package (paths and contents); once per process.
+
+    The publishing modules (`PUBLISHING`) are left out: they compute nothing that is cached.
+    """
     global _SOURCE_HASH
     if _SOURCE_HASH is None:
         root = Path(__file__).resolve().parent
         h = hashlib.sha256()
         for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
-            if "__pycache__" in path.parts:
+            if "__pycache__" in path.parts or path.relative_to(root).as_posix() in PUBLISHING:
                 continue
             h.update(path.relative_to(root).as_posix().encode())
             h.update(b"\0")

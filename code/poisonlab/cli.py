@@ -5,8 +5,10 @@ Bad input ends with one line naming the parameter and exit status 2, never a tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 
 from . import experiment as _experiment
@@ -52,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--chapters", nargs="+", metavar="FILE",
                         help="render only these chapter files (jupyter engine)")
     render.add_argument("--output", metavar="DIR", default=None,
-                        help="output folder of the jupyter engine (default: _preview)")
+                        help="output folder (default: _book or _book-quick with Quarto, _preview or "
+                             "_preview-quick with the jupyter engine); only a folder a render made is replaced")
+    render.add_argument("--to", choices=("html", "pdf"), default=None,
+                        help="one format only (Quarto; default: every format of _quarto.yml)")
 
     run = sub.add_parser("run", help="run one experiment over repeats and print its metrics",
                          description="Run an experiment: every parameter has a flag; "
@@ -99,13 +104,30 @@ def _run(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _terminated_as_interrupt():
+    """SIGTERM ends a render as Ctrl-C does: staging and kernel cleaned up, exit 130."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "render":
             from . import render
-            return render.main(engine=args.engine, profile=args.profile, chapters=args.chapters,
-                               output=args.output)
+            with _terminated_as_interrupt():
+                return render.main(engine=args.engine, profile=args.profile, chapters=args.chapters,
+                                   output=args.output, to=args.to)
         return _run(args)
     except UsageError as e:
         print(e, file=sys.stderr)

@@ -78,6 +78,21 @@ def check_code(block: render.Block, rel: str, found: Findings) -> None:
 
 
 INLINE_AT_START = re.compile(r"^\s*`\{python\}")
+FORMATTED = re.compile(r"^(book\.)?fmt\(")
+
+
+def unformatted_in_math(text: str) -> list[tuple[str, int]]:
+    """(expression, line offset) of inline values inside `$...$`/`$$...$$` that skip `book.fmt`.
+
+    Quarto inserts a plain `str` value markdown-escaped (`0\\.5`), a TeX accent inside math; `fmt`
+    returns a `book.Number`, inserted as it is.
+    """
+    text, out = render.without_fences(text), []
+    for pattern in (render.DISPLAY_MATH, render.INLINE_MATH):
+        for m in pattern.finditer(text):
+            out += [(expr, text.count("\n", 0, m.start()) + line)
+                    for expr, line in render.inline_expressions(m.group(0)) if not FORMATTED.match(expr)]
+    return out
 
 
 def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found: Findings) -> None:
@@ -94,6 +109,9 @@ def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found:
             # a value such as "1" followed by ". " would turn the line into a list item, in Quarto too
             found.add(f"{rel}:{block.line + offset}", "inline `{python}` expression at the start of a line: "
                                                        "move a word before it")
+    for expr, offset in unformatted_in_math(block.text):
+        found.add(f"{rel}:{block.line + offset}", f"inline value `{{python}} {expr}` inside math: "
+                                                   f"write `{{python}} book.fmt({expr})`")
     for offset, line in enumerate(blank(block.text).split("\n")):
         where = f"{rel}:{block.line + offset}"
         for m in LABEL.finditer(line):
@@ -200,7 +218,19 @@ def check_book(root) -> list[str]:
 def main(argv=None) -> int:
     """`python -m poisonlab.lint [ROOT]`: the problems, one a line; exit 1 when there are any."""
     args = sys.argv[1:] if argv is None else argv
-    root = Path(args[0]) if args else render.find_root()
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        print(f"lint: error: usage: python -m poisonlab.lint [ROOT], got {' '.join(args)}", file=sys.stderr)
+        return 2
+    try:
+        root = Path(args[0]) if args else render.find_root()
+        if not (root / "_quarto.yml").is_file():
+            raise ValueError(f"no _quarto.yml in {root}: give the book's folder")
+    except ValueError as e:
+        print(f"lint: error: {e}", file=sys.stderr)
+        return 2
     problems = check_book(root)
     for problem in problems:
         print(problem)

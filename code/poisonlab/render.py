@@ -210,20 +210,26 @@ def figure_options(config: dict) -> dict:
     return {k: v for k, v in pick.items() if v is not None}
 
 
-def setup_source(figure: dict) -> str:
-    """The hidden first cell: figure size and resolution, and the inline-expression helper."""
+def setup_source(figure: dict, formats=("png",)) -> str:
+    """The hidden first cell: figure size, resolution and formats, and the inline-expression helper.
+
+    An inline value is shown as Quarto shows it: the kernel's display formatter gives its MIME
+    bundle (what a `user_expressions` request returns), and `inline_value` picks from it.
+    """
     lines = ["import matplotlib as _plt_mpl"]
     if "fig-width" in figure and "fig-height" in figure:
         lines.append(f"_plt_mpl.rcParams['figure.figsize'] = ({figure['fig-width']}, {figure['fig-height']})")
     if "fig-dpi" in figure:
         lines.append(f"_plt_mpl.rcParams['figure.dpi'] = {figure['fig-dpi']}")
     lines += [
+        "from matplotlib_inline.backend_inline import set_matplotlib_formats as _plt_formats",
+        f"_plt_formats(*{tuple(formats)!r})",
         "def __poisonlab_inline__(value):",
+        "    from IPython import get_ipython",
         "    from IPython.display import display",
-        "    markdown = getattr(value, '_repr_markdown_', None)",
-        "    item = ['markdown', markdown()] if markdown is not None else ['text', str(value)]",
-        f"    display({{{INLINE_MIME!r}: item}}, raw=True)",
-        "del _plt_mpl",
+        "    bundle = get_ipython().display_formatter.format(value)[0]",
+        f"    display({{{INLINE_MIME!r}: bundle}}, raw=True)",
+        "del _plt_mpl, _plt_formats",
     ]
     return "\n".join(lines)
 
@@ -244,12 +250,14 @@ def code_tags(options: dict) -> list[str]:
     return tags
 
 
-def build_notebook(chapter: Chapter, config: dict) -> nbformat.NotebookNode:
+def build_notebook(chapter: Chapter, config: dict, figure: dict | None = None,
+                   formats=("png",)) -> nbformat.NotebookNode:
     """The chapter as a notebook to execute: hidden setup and inline-expression cells included."""
     v4 = nbformat.v4
     defaults = dict(config.get("execute") or {})
     defaults.update(chapter.source.meta.get("execute") or {})
-    cells = [v4.new_code_cell(setup_source(figure_options(config)),
+    figure = figure_options(config) if figure is None else figure
+    cells = [v4.new_code_cell(setup_source(figure, formats),
                               metadata={"poisonlab": {"role": "setup"}})]
     title = chapter.source.meta.get("title")
     if title:
@@ -271,7 +279,8 @@ def build_notebook(chapter: Chapter, config: dict) -> nbformat.NotebookNode:
         options = {**defaults, **block.options}
         cells.append(v4.new_code_cell(block.text, metadata={
             "tags": code_tags(options),
-            "poisonlab": {"role": "code", "cell": number, "where": where, "options": options}}))
+            "poisonlab": {"role": "code", "cell": number, "where": where, "options": options,
+                          "own": block.options}}))
     nb = v4.new_notebook(cells=cells)
     nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                         "language_info": {"name": "python"}, "title": chapter.title})
@@ -335,9 +344,8 @@ def run_notebook(nb, cwd: Path, profile: str, timeout: float, chapter_path: Path
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    # the kernel's own log (e.g. its warning about unencrypted local TCP) is not the chapter's output
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                            extra_arguments=quiet_kernel_arguments(),
                             resources={"metadata": {"path": str(cwd)}})
     try:
         client.execute(env=kernel_env(profile))
@@ -354,16 +362,48 @@ def run_notebook(nb, cwd: Path, profile: str, timeout: float, chapter_path: Path
     except NoSuchKernel:
         raise RenderError("no Jupyter kernel named python3: run `python -m ipykernel install --user` "
                           "in the environment of poisonlab") from None
+    except RuntimeError as e:  # the kernel did not start (jupyter_client's "Kernel died before replying")
+        raise RenderError(f"{display_path(chapter_path)}: the python3 kernel did not start ({e})") from None
     return nb
 
 
+def quiet_kernel_arguments() -> list[str]:
+    """The kernel's own log (its warning about unencrypted local TCP) is not the chapter's output.
+
+    `make install` puts the flag in the kernelspec already (`poisonlab.kernelspec`); given twice,
+    ipykernel refuses to start.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    from .kernelspec import FLAG
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec("python3").argv
+    except NoSuchKernel:
+        return []
+    return [] if any(a.startswith("--IPKernelApp.log_level") for a in argv) else [FLAG]
+
+
+def markdown_of_value(bundle: dict) -> str:
+    """The markdown Quarto makes of an inline value's MIME bundle (its jupyter-inline.ts rules).
+
+    text/markdown as it is; text/plain as it is, unless it is a quoted string (the repr of a
+    `str`), which is unquoted and markdown-escaped: use `book.fmt` for numbers.
+    """
+    if "text/markdown" in bundle:
+        return "".join(bundle["text/markdown"])
+    text = "".join(bundle.get("text/plain", ""))
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return re.sub(r"([\\`*_{}\[\]()>#+,\-.!])", r"\\\1", text[1:-1].replace("\\", "\\\\"))
+    return text
+
+
 def inline_value(cell) -> str:
-    """The markdown of an inline-expression cell's value (plain text escaped, as Quarto does)."""
+    """The markdown of an inline-expression cell's value, as Quarto makes it."""
     for output in cell.get("outputs", []):
-        item = output.get("data", {}).get(INLINE_MIME)
-        if item:
-            kind, value = item
-            return value if kind == "markdown" else escape_markdown(value)
+        bundle = output.get("data", {}).get(INLINE_MIME)
+        if bundle:
+            return markdown_of_value(bundle)
     raise RenderError(f"inline expression `{{python}} {cell.metadata['poisonlab']['expr']}` gave no value")
 
 
@@ -678,24 +718,22 @@ def render_chapter(chapter: Chapter, book: Book, out: Path, profile: str, timeou
     return nb.metadata["poisonlab"]["unresolved"]
 
 
-def replace_dir(new: Path, old: Path) -> None:
-    """Put `new` where `old` was, the previous content removed only once the new one is in place."""
-    backup = None
-    if old.exists():
-        backup = old.with_name(f".{old.name}.previous-{os.getpid()}")
-        os.rename(old, backup)
-    os.rename(new, old)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+def preview_dir(root: Path, profile: str) -> Path:
+    """The Jupyter engine's output folder: _preview (full profile) or _preview-quick."""
+    return root / ("_preview" if profile == "full" else f"_preview-{profile}")
 
 
 def render_jupyter(root: Path, profile: str, names=None, output=None, timeout: float = DEFAULT_TIMEOUT) -> Path:
-    """Render the book with the Jupyter engine into `output` (default: <root>/_preview)."""
+    """Render the book with the Jupyter engine into `output` (default: `preview_dir`)."""
+    from . import outputs
+
     book = load_book(root, profile=profile, missing_ok=bool(names))  # a partial render needs only its chapters
     selected = select_chapters(book, names)
-    out = Path(output).resolve() if output else root / "_preview"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    out = outputs.check_target(output if output is not None else preview_dir(root, profile), root)
+    try:
+        staging = outputs.staging(out)
+    except OSError as e:
+        raise ValueError(f"--output {out}: cannot write beside it ({e.strerror})") from None
     pages = [(c.page, chapter_heading(c)) for c in book.chapters]
     try:
         if names and out.is_dir():  # a partial render keeps the other chapters' pages
@@ -708,29 +746,13 @@ def render_jupyter(root: Path, profile: str, names=None, output=None, timeout: f
                 say(f"warning: {display_path(chapter.source.path)}: unresolved reference {ref}")
         if not (staging / "index.html").exists():
             (staging / "index.html").write_text(standalone_index(book), encoding="utf-8")
-        replace_dir(staging, out)
-    except BaseException:
+        outputs.publish(staging, out)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
-def render_quarto(root: Path, profile: str, names=None, output=None) -> int:
-    """`quarto render` of the book (or of the named chapters) in `profile`: its exit status."""
-    quarto = find_quarto()
-    if quarto is None:
-        raise ValueError(f"engine: quarto is not on PATH; install it ({QUARTO_URL}) or use --engine jupyter")
-    extra = ["--profile", profile] + (["--output-dir", str(Path(output).resolve())] if output else [])
-    targets = [str(Path(n).resolve()) for n in names] if names else [None]  # quarto renders one input a call
-    for target in targets:
-        status = subprocess.call([quarto, "render", *([target] if target else []), *extra], cwd=root,
-                                 env=kernel_env(profile))
-        if status:
-            return status
-    return 0
-
-
-def main(engine: str = "auto", profile: str = "full", chapters=None, output=None) -> int:
+def main(engine: str = "auto", profile: str = "full", chapters=None, output=None, to=None) -> int:
     """`poisonlab render`: 0 on success, 1 when a chapter fails; bad input raises ValueError."""
     engine = validate.choice("engine", engine, ENGINES)
     profile = validate.choice("profile", profile, PROFILES)
@@ -742,9 +764,18 @@ def main(engine: str = "auto", profile: str = "full", chapters=None, output=None
         else:
             say(f"Quarto not found, using the Jupyter engine (HTML preview); Quarto renders the full book, "
                 f"PDF included: install it from {QUARTO_URL}")
-    if engine == "quarto":
-        return render_quarto(root, profile, chapters, output)
+    if engine == "quarto" and chapters:
+        raise ValueError("--chapters is for the jupyter engine: the Quarto engine renders the whole book and "
+                         "re-executes only the chapters that changed")
+    if engine == "jupyter" and to not in (None, "html"):
+        raise ValueError(f"--to {to}: the jupyter engine writes HTML only; PDF needs Quarto ({QUARTO_URL})")
     try:
+        if engine == "quarto":
+            from . import publish
+
+            out = publish.render_book(root, profile, output, to=to)
+            say(f"wrote {display_path(out)}")
+            return 0
         out = render_jupyter(root, profile, chapters, output)
     except RenderError as e:
         say(f"error: {e}")
