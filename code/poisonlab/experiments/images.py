@@ -807,7 +807,73 @@ def save_data(config: dict, path) -> None:
                  classes=np.array(p.classes), config=np.array(config_json))
 
 
+# (all images, training images, image shape) of each data set (digits: its random 80/20 split)
+SHAPES = {"digits": (1797, 1797 - round(0.2 * 1797), (1, 8, 8)), "mnist": (70000, 60000, (1, 28, 28)),
+          "fashion-mnist": (70000, 60000, (1, 28, 28)), "cifar10": (60000, 50000, (3, 32, 32))}
+_SIZES = {"n_train": 1438, "epochs": 30, "hidden": 128, "knn_k": 10}
+
+
+def _n_train(config: dict) -> int:
+    total = SHAPES[config["dataset"]][1]
+    return total if config["n_train"] is None else min(config["n_train"], total)
+
+
+def cost(config: dict, repeats: int):
+    """Estimated memory and time of `repeats` repeats of one configuration (trained in chunks of max_batch)."""
+    from ..experiment import FLOPS, STEP_SECONDS, Cost, blame
+
+    K = repeats
+    n_all, _, (C, Hh, Ww) = SHAPES[config["dataset"]]
+    N, F, classes = _n_train(config), C * Hh * Ww, vision.NUM_CLASSES[config["dataset"]]
+    h = hidden_of(config)
+    if config["model"] == "cnn":
+        c1, c2 = h
+        P = c1 * (C * 9 + 1) + c2 * (c1 * 9 + 1) + (c2 + 1) * classes
+        act = c1 * Hh * Ww + (c1 + c2) * (Hh // 2) * (Ww // 2) + classes
+        fwd = 2 * (c1 * C * 9 * Hh * Ww + c2 * c1 * 9 * (Hh // 2) * (Ww // 2) + c2 * classes)
+    else:
+        widths = [F, *h, classes]
+        P = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        act, fwd = sum(widths[1:]), 2 * P
+    B = min(config["batch_size"], N)
+    chunk = min(K, EXPERIMENT.max_batch or K)
+    data = 4 * n_all * F * 2 * K + 3 * 4 * N * F * chunk  # each repeat's split (cached), stacked and shuffled
+    T = config["epochs"] + 1 if config["early_stopping"] else 0
+    model = chunk * (4 * P * (6 + T) + 4 * 4 * B * act + 4 * 4096 * act)
+    knn = 8 * (3 * min(1024, N) * N + N * F) if config["defense"] == "knn-filter" else 0
+    total = data + model + knn
+    passes = 1 + (config["defense"] == "loss-filter") + (config["flip"] == "max-loss")
+    steps = config["epochs"] * math.ceil(N / B)
+    flops = passes * K * config["epochs"] * N * 3 * fwd + K * (2 * N * N * F if knn else 0)
+    seconds = flops / FLOPS + passes * math.ceil(K / chunk) * steps * STEP_SECONDS["generic"]
+    sizes = dict(_SIZES)
+    if config["defense"] != "knn-filter":
+        del sizes["knn_k"]
+    given = {**config, "hidden": h if config["model"] != "linear" else None,
+             "n_train": N * (1438 / SHAPES["digits"][1])}
+    return Cost(total, seconds, blame(given, sizes), blame(given, {k: v for k, v in sizes.items() if k != "epochs"}))
+
+
+def poisoned_count(config: dict) -> int:
+    """Training labels the attack flips: round(alpha n_train)."""
+    return attacks.poison_count(config["alpha"], _n_train(config))
+
+
+def notes(config: dict) -> list:
+    """What the run does that its flags do not say."""
+    N = _n_train(config)
+    if config["batch_size"] > N:
+        return [f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
+                f"gradient descent on all of them"]
+    return []
+
+
+_UNIT = (0.0, 1.0)
 EXPERIMENT = register(Experiment(
     "images", fit, PARAMS, METRICS,
     help="Flip a fraction alpha of an image classifier's training labels, defend, and measure test accuracy.",
-    check=_check, save_data=save_data, max_batch=256))  # 256 digit training sets stacked: ~100 MB
+    check=_check, save_data=save_data, max_batch=256,  # 256 digit training sets stacked: ~100 MB
+    cost=cost, poisoned=poisoned_count, notes=notes,
+    ranges={"test_accuracy": _UNIT, "flipped_train_fit": _UNIT, "poisoned_fraction": _UNIT, "test_loss": (0.0, math.inf),
+            "train_accuracy": _UNIT, "clean_discarded": _UNIT, "poison_discarded": _UNIT,
+            "stop_epoch": (0.0, math.inf)}))

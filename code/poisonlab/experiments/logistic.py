@@ -949,7 +949,65 @@ def save_data(config: dict, path) -> None:
                  config=np.array(config_json))
 
 
+def _n_train(n: int) -> int:
+    return n - round(0.2 * n)
+
+
+_SIZES = {"n": 1000, "dim": 10, "epochs": 30, "hidden": 128, "knn_k": 10}
+
+
+def cost(config: dict, repeats: int):
+    """Estimated memory and time of `repeats` repeats of one configuration (trained together)."""
+    from ..experiment import FLOPS, STEP_SECONDS, Cost, blame
+
+    K, n, d = repeats, config["n"], config["dim"]
+    N, H = _n_train(n), tuple(config["hidden"])
+    widths = [d, *H, 1]
+    P = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    mixture = config["x_dist"] == "mixture"
+    # data and their float64 copies; a mixture draws one d x d factor per point (sample_mixture)
+    data = 40 * n * d + (8 * n * d * d + 2 * 8 * 4 * d * d if mixture else 0)
+    evaluate = 2 * EVAL_POINTS * d * 8 + (8 * EVAL_POINTS * d * d if mixture and H else 0)
+    B = min(config["batch_size"], N)
+    model = 24 * P + 16 * B * sum(H) + 16 * max(n, EVAL_POINTS) * max((*H, 1))
+    knn = 8 * (3 * min(1024, N) * N + N * d) if config["defense"] == "knn-filter" else 0
+    total = K * (data + model) + max(evaluate, knn)
+    passes = 1 + (config["defense"] == "loss-filter") + (config["continue_from_clean"] or config["flip"] == "max-loss")
+    flops = K * (2 * N * N * d if config["defense"] == "knn-filter" else 0) + (K * 8 * d**3 if mixture else 0)
+    if config["solver"] == "exact":
+        flops += passes * K * 50 * (2 * N * (d + 1) ** 2 + (d + 1) ** 3)
+        seconds = flops / FLOPS
+    else:
+        steps = config["epochs"] * math.ceil(N / B)
+        flops += passes * K * config["epochs"] * N * 6 * P
+        seconds = flops / FLOPS + passes * steps * STEP_SECONDS["generic" if H else "fast"]
+    sizes = dict(_SIZES)
+    if config["defense"] != "knn-filter":
+        del sizes["knn_k"]
+    if config["solver"] == "exact":
+        del sizes["epochs"]
+    return Cost(total, seconds, blame(config, sizes), blame(config, {k: v for k, v in sizes.items() if k != "epochs"}))
+
+
+def poisoned_count(config: dict) -> int:
+    """Training labels the attack flips: round(alpha n_train)."""
+    return attacks.poison_count(config["alpha"], _n_train(config["n"]))
+
+
+def notes(config: dict) -> list:
+    """What the run does that its flags do not say."""
+    N = _n_train(config["n"])
+    if config["solver"] == "sgd" and config["batch_size"] > N:
+        return [f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
+                f"gradient descent on all of them"]
+    return []
+
+
+_UNIT = (0.0, 1.0)
 EXPERIMENT = register(Experiment(
     "logistic", fit, PARAMS, METRICS,
     help="Flip a fraction alpha of a logistic-regression training set's labels, defend, and measure the fit.",
-    check=_check, save_data=save_data))
+    check=_check, save_data=save_data, cost=cost, poisoned=poisoned_count, notes=notes,
+    ranges={"test_accuracy": _UNIT, "expected_accuracy": _UNIT, "weight_norm": (0.0, math.inf),
+            "angle": (0.0, math.pi), "poisoned_fraction": _UNIT, "clean_discarded": _UNIT, "poison_discarded": _UNIT,
+            "train_accuracy": _UNIT, "margin_used": (0.0, math.inf), "strip_mass": _UNIT}))
