@@ -246,3 +246,20 @@ def test_clear(folder):
     assert cache.clear("counted") == 2
     sweep.run(exp, GRID, repeats=1)
     assert len(calls) == 4
+
+
+def test_key_covers_scipy_sklearn_and_the_data_folder(monkeypatch, tmp_path):
+    configs = [{"a": 1.0, "seed": 0}]
+    monkeypatch.setenv("POISONLAB_DATA", str(tmp_path / "data"))
+    k = cache.key("e", configs, ["m"])
+    monkeypatch.setenv("POISONLAB_DATA", str(tmp_path / "data" / ".." / "data"))  # another spelling, same folder
+    assert cache.key("e", configs, ["m"]) == k
+    monkeypatch.setenv("POISONLAB_DATA", str(tmp_path / "other"))
+    assert cache.key("e", configs, ["m"]) != k
+    monkeypatch.delenv("POISONLAB_DATA")
+    assert cache.data_folder() == str((Path.home() / ".cache" / "poisonlab" / "data").resolve())  # not None
+    monkeypatch.setenv("POISONLAB_DATA", str(tmp_path / "data"))
+    real = cache._version
+    for package in ("scipy", "scikit-learn", "torch", "numpy"):
+        monkeypatch.setattr(cache, "_version", lambda p, package=package: "0.0" if p == package else real(p))
+        assert cache.key("e", configs, ["m"]) != k, package
