@@ -77,8 +77,6 @@ class Experiment:
     notes: Callable[[dict], list] | None = None
     # metric -> (lo, hi): the range of its values (intervals are clipped to it); absent: unbounded
     ranges: dict = field(default_factory=dict)
-    # given(config, names) -> None: checks of the parameters set explicitly (names), e.g. one that does not apply
-    given: Callable[[dict, set], None] | None = None
     _by_name: dict = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -101,8 +99,6 @@ class Experiment:
                 raise ParameterError(p.name, str(e)) from None
         if self.check is not None:
             self.check(config)
-        if self.given is not None:
-            self.given(config, set(overrides) - {"seed"})
         if "seed" in overrides:
             config["seed"] = int(overrides["seed"])
         return config

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -111,7 +112,7 @@ PARAMS = (
     Param("knn_threshold", None, float, "knn-filter: drop every point whose label disagrees with more than this "
           "fraction of its neighbours (instead of a budget --drop)", _opt(validate.fraction), batch=False),
     Param("epochs", 30, int, "SGD epochs", validate.positive_int, batch=False),
-    Param("lr", 0.5, float, "SGD learning rate (constant step)", validate.positive),
+    Param("lr", 0.5, float, "SGD learning rate (constant step)", validate.positive32),
     Param("batch_size", 64, int, "SGD minibatch size", validate.positive_int, batch=False),
     Param("early_stopping", False, bool, "hold out --val-fraction of the (poisoned) training set and keep the "
           "epoch of best held-out accuracy", batch=False),
@@ -142,6 +143,33 @@ def _check(config: dict) -> None:
     if config["model"] == "cnn" and config["hidden"] is not None and len(config["hidden"]) != 2:
         raise ParameterError("hidden", f"hidden must be two channel counts for --model cnn, "
                              f"got {list(config['hidden'])}")
+    # parameters that would be silently ignored (refused as `run logistic` does): set to a non-default
+    # value where they do not apply
+    if config["target_class"] != 0 and config["flip"] != "target-class":
+        raise ParameterError("target_class", f"target_class is only used with --flip target-class, "
+                             f"got flip {config['flip']}")
+    if tuple(config["pair"]) != (1, 7) and config["flip"] != "pair":
+        raise ParameterError("pair", f"pair is only used with --flip pair, got flip {config['flip']}")
+    if config["val_fraction"] != 0.2 and not config["early_stopping"]:
+        raise ParameterError("val_fraction", "val_fraction is only used with --early-stopping")
+    if config["dataset"] in vision.SHIPPED:
+        for name in ("data_dir", "download"):
+            if config[name]:
+                raise ParameterError(name, f"{name} is only used with the torchvision data sets "
+                                     f"({', '.join(vision.TORCHVISION)}), got dataset {config['dataset']}")
+    elif config["data_dir"] is not None and not config["download"] and not os.path.isdir(config["data_dir"]):
+        raise ParameterError("data_dir", f"data_dir {config['data_dir']} is not a folder (give the folder holding "
+                             f"the {config['dataset']} files, or --download)")
+    if config["defense"] in FILTERS and config["knn_threshold"] is None:
+        n = _n_train(config)
+        drop = config["alpha"] if config["drop"] is None else config["drop"]
+        if round(drop * n) >= n:
+            name = "alpha" if config["drop"] is None else "drop"
+            raise ParameterError(name, f"the filter would drop every training point ({name} = {drop}, drop defaults "
+                                 "to alpha); give a smaller --drop")
+    if config["defense"] == "knn-filter" and config["knn_k"] >= _n_train(config):
+        raise ParameterError("knn_k", f"knn_k must be smaller than the number of training points "
+                             f"{_n_train(config)}, got {config['knn_k']}")
     try:
         vision.require(config["dataset"], config["data_dir"], config["download"])
     except ValueError as e:
@@ -251,6 +279,19 @@ def _keeps(configs, poisoned) -> list:
             for s, c in zip(scores, configs)]
 
 
+def _kept_some(configs, keeps) -> None:
+    """A filter that discards every training point leaves nothing to train on: name the flag that did it."""
+    for c, keep in zip(configs, keeps):
+        if not bool(keep.any()):
+            if c["knn_threshold"] is not None:
+                raise ParameterError("knn_threshold", f"the knn-filter discarded all {keep.numel()} training points "
+                                     f"(every label disagrees with more than knn_threshold = {c['knn_threshold']} of "
+                                     f"its {c['knn_k']} neighbours); raise --knn-threshold")
+            name = "alpha" if c["drop"] is None else "drop"
+            raise ParameterError(name, f"the {c['defense']} discarded all {keep.numel()} training points "
+                                 f"({name} = {c[name]}); give a smaller --drop")
+
+
 def _split(config, keep: torch.Tensor):
     """Indices of the points trained on and of the held-out ones (early stopping) among the kept points."""
     idx = keep.nonzero().flatten()
@@ -290,6 +331,7 @@ def run_detailed(configs: list[dict], record: bool = False) -> list[Outcome]:
     probs = _reference_probs(configs, cleans)
     poisoned = [poison(c, ds, p) for c, ds, p in zip(configs, cleans, probs)]
     keeps = _keeps(configs, poisoned)
+    _kept_some(configs, keeps)
     outcomes = [Outcome(c, ds, p, keep, *_split(c, keep)) for c, ds, p, keep in zip(configs, cleans, poisoned, keeps)]
     groups: dict = {}
     for k, o in enumerate(outcomes):

@@ -92,8 +92,8 @@ PARAMS = (
     Param("x_dist", "uniform", str, "distribution of x: uniform ([-1, 1]^d), gaussian (N(0, I)) or mixture "
           "(Gaussian clusters, two of them close to the boundary)", choices=("uniform", "gaussian", "mixture")),
     Param("near", None, float, "mixture only: distance of the two tight clusters to the boundary "
-          "(default 0.15)", _opt(validate.positive)),
-    Param("bias", 0.0, float, "the true intercept b (w has unit norm)", validate.finite),
+          "(default 0.15)", _opt(validate.positive_scale)),
+    Param("bias", 0.0, float, "the true intercept b (w has unit norm)", validate.scale),
     Param("alpha", 0.1, float, "fraction of training labels flipped, in [0, 1]", validate.fraction),
     Param("flip", "random", str, "which labels are flipped: random, boundary (within the margin, both "
           "sides), one-sided (within the margin, label `side` only) or max-loss", choices=FLIPS),
@@ -116,9 +116,9 @@ PARAMS = (
     Param("solver", "sgd", str, "sgd (the batched trainer) or exact (Newton's method to convergence)",
           choices=("sgd", "exact"), batch=False),
     Param("l2", None, float, "exact solver: ridge penalty (l2/2)|w|^2 (needed on separable data; default 0)",
-          _opt(validate.non_negative), batch=False),
+          _opt(validate.non_negative_scale), batch=False),
     Param("epochs", 30, int, "SGD epochs", validate.positive_int, batch=False),
-    Param("lr", 1.0, float, "SGD learning rate (constant step)", validate.positive),
+    Param("lr", 1.0, float, "SGD learning rate (constant step)", validate.positive32),
     Param("batch_size", 64, int, "SGD minibatch size", validate.positive_int, batch=False),
     Param("hidden", (), int, "hidden-layer widths of an MLP (none: logistic regression)", _widths, nargs="*",
           batch=False),
@@ -346,6 +346,7 @@ def fit(configs: list[dict]) -> list[dict]:
     init = reference.state if c0["continue_from_clean"] else None
     if c0["defense"] in FILTERS:
         keeps = _filter(configs, poisoned, init)
+        _kept_some(configs, keeps)
         sets = [(p.X_train[keep], p.y_train[keep], p.X_test) for p, keep in zip(poisoned, keeps)]
     else:
         keeps = [None] * K
@@ -429,6 +430,19 @@ def _fixed_points(x_dist: str, d: int):
     else:
         X = torch.randn(EVAL_POINTS, d, generator=data.generator(0))
     return X, X.double()
+
+
+def _kept_some(configs, keeps) -> None:
+    """A filter that discards every training point leaves nothing to train on: name the flag that did it."""
+    for c, keep in zip(configs, keeps):
+        if keep is not None and not bool(keep.any()):
+            if c["knn_threshold"] is not None:
+                raise ParameterError("knn_threshold", f"the knn-filter discarded all {keep.numel()} training points "
+                                     f"(every label disagrees with more than knn_threshold = {c['knn_threshold']} of "
+                                     f"its {c['knn_k']} neighbours); raise --knn-threshold")
+            name = "alpha" if c["drop"] is None else "drop"
+            raise ParameterError(name, f"the {c['defense']} discarded all {keep.numel()} training points "
+                                 f"({name} = {c[name]}); give a smaller --drop")
 
 
 def _filter(configs, poisoned, init):
