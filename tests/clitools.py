@@ -33,3 +33,15 @@ def check_record(record: dict, experiment, repeats: int) -> None:
         lo, hi = record["metrics"][name]["ci95"]
         assert low <= lo and hi <= high, name
         assert m["mean"] == pytest.approx(np.mean(m["values"]))
+
+
+def one_error_line(capsys, argv, code: int = 2) -> str:
+    """Run `poisonlab <argv>`, expect exit `code`, nothing on stdout and exactly one line on stderr: that line."""
+    from poisonlab import cli
+
+    assert cli.main(list(argv)) == code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    return lines[0]
