@@ -405,3 +405,13 @@ def test_generic_path_detects_growth_too():
     y = (X.sum(-1) > 0).long()
     with pytest.raises(DivergenceError, match="diverged"):
         train.train_batched(X, y, model="mlp", hidden=(8,), loss="ce", epochs=2, lr=1e30, batch_size=20, seeds=[0])
+
+
+def test_single_model_trainer_reports_growth_too():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(80, 1, generator=g)
+    y = 2 * X[:, 0] + 1
+    net = models.make_model("linear", 1, 1, (), seed=0)
+    with pytest.raises(DivergenceError) as err:
+        train.train(net, X, y, epochs=5, lr=1.5, batch_size=20, seed=0)
+    assert err.value.name == "lr" and math.isfinite(err.value.final)

@@ -70,6 +70,8 @@ def train(model: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse", epochs: 
             optimizer.step()
 
             total += batch_loss.item() * len(Xb)
+            if history.steps == 0:  # the loss at the initial parameters: divergence's reference
+                start = batch_loss.item()
             history.steps += 1
             if not math.isfinite(total):
                 _diverged_single(loss, lr, seed, batch_size, epoch, history.steps)
@@ -80,6 +82,12 @@ def train(model: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse", epochs: 
 
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         _diverged_single(loss, lr, seed, batch_size, epochs - 1, history.steps)
+    floor = 1e-6 if loss in ("ce", "bce") else 1e-6 * (1.0 + float(y.double().square().mean()))
+    if history.losses[-1] > GROWTH * max(start, floor):
+        config = {"loss": loss, "lr": lr, "seed": seed, "batch_size": batch_size}
+        raise DivergenceError(f"training diverged at lr {lr:g} (loss grew from {start:.3g} to "
+                              f"{history.losses[-1]:.3g}, more than {GROWTH:g} times): {config}", [config],
+                              name="lr", lr=float(lr), start=start, final=history.losses[-1])
     return history
 
 

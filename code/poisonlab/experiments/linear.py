@@ -286,9 +286,9 @@ def notes(config: dict) -> list:
         out.append(f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
                    f"gradient descent on all {N}")
     if config["solver"] == "exact" and config["dim"] + 1 > N:
+        which = "the minimum-norm one" if config["loss"] == "l2" else "one of them (a vertex or a solver's pick)"
         out.append(f"--dim {config['dim']} with {N} training points: {config['dim'] + 1} coefficients (with the "
-                   f"intercept) exceed the points, so the fit is not unique; the exact solver returns the "
-                   f"minimum-norm one")
+                   f"intercept) exceed the points, so the fit is not unique; the exact solver returns {which}")
     return out
 
 
