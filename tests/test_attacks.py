@@ -231,3 +231,19 @@ def test_flip_multiclass_seeds_and_bad_input(multi):
         attacks.flip_multiclass(multi, 0.1, num_classes=3, seed=0)
     with pytest.raises(ValueError, match="alpha"):
         attacks.flip_multiclass(multi, -0.5, seed=0)
+
+
+@pytest.mark.parametrize("m", [1, 3, 16])
+def test_isotropic_poison_needs_no_identity_and_keeps_its_numbers(m):
+    # eta = mean + eta_std z, without the m x m identity (out_dim 1e5 asked for 80 GB): the same numbers
+    ds = data.make_linear(300, 2, m, seed=3)
+    got = attacks.gaussian_labels(ds, 0.3, 5.0, 4.7, seed=9)
+    g = data.generator(9)
+    n = ds.n_train
+    perm = torch.randperm(n, generator=g)
+    z = torch.randn(n, m, generator=g, dtype=torch.float64)
+    k = round(0.3 * n)
+    eta = 5.0 + z[:k] @ (4.7 * torch.eye(m, dtype=torch.float64)).T  # the former formula
+    y = ds.y_train.clone()
+    y[perm[:k]] = (y[perm[:k]].double() + eta).to(y.dtype)
+    assert torch.equal(got.y_train, y)

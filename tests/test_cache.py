@@ -266,3 +266,20 @@ def test_source_hash_leaves_out_the_publishing_modules(tmp_path, monkeypatch):
     assert fresh() == before
     (fake / "train.py").write_text("# edited\n", encoding="utf-8")
     assert fresh() != before
+
+
+def test_key_covers_scipy_sklearn_and_the_data_folder(monkeypatch, tmp_path):
+    configs = [{"a": 1.0, "seed": 0}]
+    monkeypatch.setenv("POISONLAB_DATA", str(tmp_path / "data"))
+    k = cache.key("e", configs, ["m"])
+    monkeypatch.setenv("POISONLAB_DATA", str(tmp_path / "data" / ".." / "data"))  # another spelling, same folder
+    assert cache.key("e", configs, ["m"]) == k
+    monkeypatch.setenv("POISONLAB_DATA", str(tmp_path / "other"))
+    assert cache.key("e", configs, ["m"]) != k
+    monkeypatch.delenv("POISONLAB_DATA")
+    assert cache.data_folder() == str((Path.home() / ".cache" / "poisonlab" / "data").resolve())  # not None
+    monkeypatch.setenv("POISONLAB_DATA", str(tmp_path / "data"))
+    real = cache._version
+    for package in ("scipy", "scikit-learn", "torch", "numpy"):
+        monkeypatch.setattr(cache, "_version", lambda p, package=package: "0.0" if p == package else real(p))
+        assert cache.key("e", configs, ["m"]) != k, package

@@ -1,6 +1,7 @@
 """The command line in general: help at every level, and bad input as one line with exit status 2."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -58,3 +59,29 @@ def test_output_to_a_closed_pipe_ends_quietly(tmp_path):
                           cwd=tmp_path, env={**__import__("os").environ, "POISONLAB_CACHE": str(tmp_path)})
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 141
+
+
+def test_top_level_help_does_not_import_the_experiments():
+    # `poisonlab --help` must be fast: the experiments (torch, scipy, pandas) are imported only when run
+    code = ("import sys; from poisonlab import cli; cli.build_parser(cli._experiments_needed(['--help']))"
+            ".format_help(); print('torch' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_run_help_has_no_doubled_percent_or_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert "95%" in text and "95%%" not in text
+    with pytest.raises(SystemExit):
+        cli.main(["run", "logistic", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 0.15)" in text and not re.search(r"default[^()]*\)\s*\(default", text)
+
+
+@pytest.mark.parametrize("argv", [["run", "linear", "--rep", "2"], ["run", "linear", "--n-", "5"],
+                                  ["run", "logistic", "--knn", "3"]], ids=" ".join)
+def test_abbreviated_flags_are_refused(argv, capsys):
+    assert cli.main(argv) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

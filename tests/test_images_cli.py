@@ -140,3 +140,37 @@ def test_dataset_error_is_one_line_without_torchvision():
             vision.load_dataset("mnist", seed=0)
     else:
         pytest.skip("torchvision imports here; the missing-files path is tested with an empty data_dir")
+
+
+# ---------------------------------------------------------------- reliability: ignored parameters, bounds
+
+@pytest.mark.parametrize("args, flag", [
+    (("--pair", "2", "3"), "--pair"),  # random flips: no pair
+    (("--target-class", "3"), "--target-class"),
+    (("--val-fraction", "0.3"), "--val-fraction"),  # no early stopping
+    (("--data-dir", "/nonexistent"), "--data-dir"),  # digits are shipped: no folder
+    (("--download",), "--download"),
+    (("--n-train", "50", "--defense", "knn-filter", "--knn-k", "100"), "--knn-k"),
+    (("--defense", "loss-filter", "--drop", "1"), "--drop"),
+    (("--lr", "1e39"), "--lr"),
+], ids=lambda a: " ".join(a) if isinstance(a, tuple) else a)
+def test_parameters_that_do_not_apply_are_refused(capsys, args, flag):
+    line = clitools.one_error_line(capsys, ["run", "images", *FAST, *args])
+    assert flag in line and line.startswith("poisonlab: error:")
+
+
+def test_applicable_parameters_still_run(capsys):
+    record = run_json(capsys, "--flip", "pair", "--pair", "2", "3", "--n-train", "200")
+    assert record["params"]["pair"] == [2, 3] and record["poisoned_count"] == 20
+
+
+def test_huge_cnn_is_refused_before_allocating(capsys, monkeypatch):
+    monkeypatch.setenv("POISONLAB_MEMORY_LIMIT", str(2 * 1024**3))
+    line = clitools.one_error_line(capsys, ["run", "images", "--model", "cnn", "--hidden", "100000", "100000"])
+    assert "argument --hidden:" in line and "of memory" in line
+
+
+def test_divergence_before_overflow_is_reported(capsys):
+    line = clitools.one_error_line(capsys, ["run", "images", "--lr", "1e30", "--epochs", "1", "--repeats", "1",
+                                            "--n-train", "200", "--no-cache"], code=1)
+    assert line.startswith("poisonlab: error: argument --lr: --lr 1e+30 diverged (")

@@ -162,3 +162,38 @@ def test_bad_input_is_one_line_naming_the_flag(capsys, args, flag):
     assert len(lines) == 1, captured.err
     assert flag in lines[0]
     assert "Traceback" not in captured.err and captured.out == ""
+
+
+# ---------------------------------------------------------------- reliability: bounds, filters, notes
+
+@pytest.mark.parametrize("args, flag", [
+    (("--x-dist", "mixture", "--near", "1e300"), "--near"),  # overflowed in the data (OverflowError)
+    (("--bias", "1e300"), "--bias"),
+    (("--solver", "exact", "--l2", "1e300"), "--l2"),
+    (("--lr", "1e39"), "--lr"),
+    (("--lr", "1e-300"), "--lr"),
+    (("--knn-k", "1000", "--defense", "knn-filter"), "--knn-k"),
+    (("--save-data", "/nonexistent/x.npz"), "--save-data"),
+], ids=lambda a: " ".join(a) if isinstance(a, tuple) else a)
+def test_out_of_range_values_name_their_flag(capsys, args, flag):
+    line = clitools.one_error_line(capsys, ["run", "logistic", *FAST, *args])
+    assert flag in line and line.startswith("poisonlab: error:")
+
+
+def test_huge_n_is_refused_before_allocating(capsys, monkeypatch):
+    monkeypatch.setenv("POISONLAB_MEMORY_LIMIT", str(2 * 1024**3))
+    line = clitools.one_error_line(capsys, ["run", "logistic", "--n", "1000000000"])
+    assert "argument --n:" in line and "of memory" in line
+
+
+def test_a_filter_that_discards_everything_names_its_flag(capsys):
+    # threshold 0: every point with a single disagreeing neighbour goes; with half the labels flipped, all do
+    line = clitools.one_error_line(capsys, ["run", "logistic", *FAST, "--alpha", "0.5", "--defense", "knn-filter",
+                                            "--knn-threshold", "0", "--no-cache"])
+    assert "argument --knn-threshold:" in line and "discarded all" in line
+
+
+def test_poisoned_count_and_notes(capsys):
+    record = run_json(capsys, "--alpha", "0.1", "--batch-size", "1000")
+    assert record["poisoned_count"] == 16  # round(0.1 x 160)
+    assert len(record["notes"]) == 1 and record["notes"][0].startswith("--batch-size")

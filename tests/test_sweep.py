@@ -353,3 +353,12 @@ def test_max_batch_splits_groups_into_chunks():
     res = sweep.run(exp, {"a": [1.0, 2.0, 3.0]}, repeats=3, cache=False)
     assert calls == [4, 4, 1]
     assert list(res.rows["m"]) == [1.0] * 3 + [2.0] * 3 + [3.0] * 3
+
+
+def test_record_clips_intervals_to_the_metric_range():
+    exp = Experiment("clip", lambda cs: [{"m": 0.01 if c["seed"] == 0 else 1.0} for c in cs],
+                     [Param("a", 1.0)], ["m"], ranges={"m": (0.0, 1.0)})
+    res = sweep.run(exp, {"a": [1.0]}, repeats=2, cache=False, progress=False)
+    assert res.record()["metrics"]["m"]["ci95"][0] < 0  # the raw t-interval of 2 repeats leaves [0, 1]
+    lo, hi = res.record(ranges=exp.ranges)["metrics"]["m"]["ci95"]
+    assert (lo, hi) == (0.0, 1.0)

@@ -357,3 +357,61 @@ def test_threads_restored():
     with pytest.raises(ValueError):
         train.train_batched(X, y, epochs=0, lr=0.1, batch_size=4, seeds=[0, 1])
     assert torch.get_num_threads() == before
+
+
+# ---------------------------------------------------------------- reliability
+
+def _tabulated(seeds, n, epochs):
+    """The former table of every epoch's order, drawn seed by seed (the reference for the lazy draws)."""
+    out = torch.empty(epochs, len(seeds), n, dtype=torch.int64)
+    for k, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(seed)
+        for e in range(epochs):
+            torch.empty((), dtype=torch.int64).random_(generator=g)
+            out[e, k] = torch.randperm(n, generator=g)
+            if e < epochs - 1:
+                torch.randperm(n, generator=g)
+    return out
+
+
+def test_lazy_permutations_equal_the_table_and_hold_one_epoch():
+    seeds, n, epochs = [3, 4, 3, 9], 13, 6
+    perms = train._permutations(seeds, n, epochs)
+    table = _tabulated(seeds, n, epochs)
+    for e in range(epochs):
+        torch.testing.assert_close(train._epoch_order(perms, e), table[e])
+        torch.testing.assert_close(train._epoch_order(perms, e), table[e])  # asked twice: same epoch
+        assert perms.current.numel() == 3 * n  # one epoch of the distinct seeds, never epochs x n
+    with pytest.raises(ValueError, match="in order"):
+        train._epoch_order(perms, 0)
+
+
+def test_growing_loss_is_divergence_before_overflow():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(2, 80, 1, generator=g)
+    y = 2 * X[..., 0] + 1
+    with pytest.raises(DivergenceError) as err:  # lr 1.5 > 2/lambda_max ~ 1: grows ~1e11 in 5 epochs, finite
+        train.train_batched(X, y, epochs=5, lr=1.5, batch_size=20, seeds=[0, 1])
+    e = err.value
+    assert e.name == "lr" and e.lr == 1.5 and math.isfinite(e.final)
+    assert e.final > train.GROWTH * e.start
+    assert e.line().startswith("--lr 1.5 diverged (loss grew from ")
+    train.train_batched(X, y, epochs=5, lr=0.5, batch_size=20, seeds=[0, 1])  # stable: no error
+
+
+def test_generic_path_detects_growth_too():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(1, 60, 4, generator=g)
+    y = (X.sum(-1) > 0).long()
+    with pytest.raises(DivergenceError, match="diverged"):
+        train.train_batched(X, y, model="mlp", hidden=(8,), loss="ce", epochs=2, lr=1e30, batch_size=20, seeds=[0])
+
+
+def test_single_model_trainer_reports_growth_too():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(80, 1, generator=g)
+    y = 2 * X[:, 0] + 1
+    net = models.make_model("linear", 1, 1, (), seed=0)
+    with pytest.raises(DivergenceError) as err:
+        train.train(net, X, y, epochs=5, lr=1.5, batch_size=20, seed=0)
+    assert err.value.name == "lr" and math.isfinite(err.value.final)

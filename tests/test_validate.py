@@ -65,3 +65,20 @@ def test_finite_array_takes_tensors_and_lists_and_refuses_nan():
         validate.finite_array("x", [1.0, math.nan])
     with pytest.raises(ValueError, match="x must be an array of numbers"):
         validate.finite_array("x", ["a"])
+
+
+@pytest.mark.parametrize("value", [1e-300, 1e-39, 1e39, 1e300])
+def test_positive32_refuses_what_float32_rounds_to_0_or_inf(value):
+    with pytest.raises(ValueError, match="lr must be in .*float32"):
+        validate.positive32("lr", value)
+
+
+def test_positive32_keeps_float32_normals():
+    assert validate.positive32("lr", 1e-30) == 1e-30 and validate.positive32("lr", 1e38) == 1e38
+
+
+@pytest.mark.parametrize("check", [validate.scale, validate.non_negative_scale, validate.positive_scale])
+def test_scales_must_square_finitely_in_float32(check):
+    assert check("x", 1e15) == 1e15
+    with pytest.raises(ValueError, match="x must be at most 1e\\+15"):
+        check("x", 1e16)

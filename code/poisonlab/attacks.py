@@ -84,7 +84,7 @@ def gaussian_labels(ds: Dataset, alpha, eta_mean=0.0, eta_std=1.0, *, seed, eta_
     if mean.shape[0] not in (1, m):
         raise ValueError(f"eta_mean must be a number or a vector of m = {m} entries, got {mean.shape[0]}")
     if eta_cov is None:
-        L = eta_std * torch.eye(m, dtype=torch.float64)
+        L = None  # isotropic: eta_std z, no m x m identity (z @ (eta_std I)^T gives the same numbers)
     else:
         S = torch.as_tensor(eta_cov, dtype=torch.float64)
         if S.dim() == 0 and m == 1:
@@ -102,7 +102,7 @@ def gaussian_labels(ds: Dataset, alpha, eta_mean=0.0, eta_std=1.0, *, seed, eta_
     perm = torch.randperm(n, generator=g)
     z = torch.randn(n, m, generator=g, dtype=torch.float64)
     idx = perm[:k]
-    eta = mean + z[:k] @ L.T
+    eta = mean + (z[:k] * eta_std if L is None else z[:k] @ L.T)
     y_new = y2.clone()
     y_new[idx] = (y2[idx].double() + eta).to(y.dtype)
     return _poisoned(ds, y_new.reshape(y.shape), idx)

@@ -2,7 +2,9 @@
 
 A batch (the configurations passed to one `experiment.fn` call) is keyed by the experiment name,
 its full list of resolved configurations (seeds included), the declared metric names, a hash of
-the package source (every .py file under poisonlab, by content) and the torch and numpy versions:
+the package source (every .py file under poisonlab, by content), the torch, numpy, scipy and
+scikit-learn versions, and the resolved data folder of the torchvision data sets ($POISONLAB_DATA
+or its default, see `data_folder`):
 editing the code re-runs the sweeps it could affect, and identical work is never repeated.
 Writes are atomic (temp file in the same folder, fsync, os.replace), so an interrupted run leaves
 either no file or the previous one. A file that cannot be read back exactly is ignored.
@@ -91,10 +93,18 @@ def _canonical(obj) -> str:
     return json.dumps(plain(obj), sort_keys=True, separators=(",", ":"), default=repr)
 
 
+def data_folder() -> str:
+    """The resolved folder of the torchvision data sets: $POISONLAB_DATA, else ~/.cache/poisonlab/data
+    (as vision.default_data_dir), absolute, so that two spellings of one folder share results."""
+    folder = os.environ.get("POISONLAB_DATA") or str(Path.home() / ".cache" / "poisonlab" / "data")
+    return str(Path(folder).expanduser().resolve())
+
+
 def key(name: str, configs: list[dict], metrics) -> str:
     """The cache key (hex SHA-256) of one batch of configurations of experiment `name`."""
     ident = {"format": FORMAT, "experiment": name, "configs": configs, "metrics": list(metrics),
-             "source": source_hash(), "torch": _version("torch"), "numpy": _version("numpy")}
+             "source": source_hash(), "torch": _version("torch"), "numpy": _version("numpy"),
+             "scipy": _version("scipy"), "scikit-learn": _version("scikit-learn"), "data": data_folder()}
     return hashlib.sha256(_canonical(ident).encode()).hexdigest()
 
 

@@ -27,7 +27,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_experiment_flags(parser: argparse.ArgumentParser, exp) -> None:
     for p in exp.params:
-        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": f"{p.help} (default: {p.default!r})"}
+        # a help text that already tells its default keeps it; argparse %-formats help, so % is doubled
+        default = "" if "default" in p.help else f" (default: {_shown(p.default)})"
+        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": (p.help + default).replace("%", "%%")}
         if p.type is bool:
             parser.add_argument(p.flag, action="store_true", **kw)
             continue
@@ -40,8 +42,16 @@ def _add_experiment_flags(parser: argparse.ArgumentParser, exp) -> None:
         parser.add_argument(p.flag, **kw)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="poisonlab", description=__doc__.splitlines()[0])
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) if value else "none"
+    return repr(value)
+
+
+def build_parser(experiments=None) -> argparse.ArgumentParser:
+    """The parser; `experiments`: the names whose `run` flags are built (default all; the others get a
+    placeholder, so that `poisonlab --help` need not import them)."""
+    parser = _Parser(prog="poisonlab", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="{render,run}", parser_class=_Parser)
     sub.required = True
 
@@ -61,17 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one experiment over repeats and print its metrics",
                          description="Run an experiment: every parameter has a flag; "
-                                     "metrics are means over repeats with 95%% confidence intervals.")
-    run_sub = run.add_subparsers(dest="experiment", metavar="{" + ",".join(_experiment.available()) + "}",
+                                     "metrics are means over repeats with 95% confidence intervals.",
+                         allow_abbrev=False)
+    available = _experiment.available()
+    run_sub = run.add_subparsers(dest="experiment", metavar="{" + ",".join(available) + "}",
                                  parser_class=_Parser)
     run_sub.required = True
-    for name in _experiment.available():
+    for name in available:
+        if experiments is not None and name not in experiments:
+            # not asked for: a placeholder (importing an experiment imports torch, seconds)
+            run_sub.add_parser(name, help=f"the {name} experiment", add_help=False, allow_abbrev=False)
+            continue
         exp = _experiment.get(name)
-        p = run_sub.add_parser(name, help=exp.help, description=exp.help)
+        p = run_sub.add_parser(name, help=exp.help, description=exp.help, allow_abbrev=False)
         p.add_argument("--repeats", type=int, default=5, help="independent repeats (seeds) (default: 5)")
         p.add_argument("--seed", type=int, default=0, help="base seed; repeat r uses seed + r (default: 0)")
         p.add_argument("--json", action="store_true", help="print exactly one JSON object")
         p.add_argument("--no-cache", action="store_true", help="ignore and do not write the result cache")
+        p.add_argument("--yes", action="store_true",
+                       help="run even when the run is estimated to take longer than the time limit "
+                            f"(${_experiment.TIME_ENV} seconds, default {_experiment.TIME_LIMIT:g})")
         if exp.save_data is not None:
             p.add_argument("--save-data", metavar="PATH", default=None,
                            help="write the first repeat's poisoned train set, clean test set, mask "
@@ -80,16 +99,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SEED_MAX = 2**62  # seeds are offset by a few billion per stream; torch takes up to 2^64 - 1
+
+
+def _check_save_path(path: str) -> None:
+    """The --save-data target must be a writable file path, checked before the run (not after it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"poisonlab: error: argument --save-data: {path} is a folder; give a file path (.npz)")
+    if not os.path.isdir(folder):
+        raise UsageError(f"poisonlab: error: argument --save-data: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"poisonlab: error: argument --save-data: {path} is not writable")
+
+
+def _note(text: str) -> None:
+    print(f"poisonlab: note: {text}", file=sys.stderr)
+
+
 def _run(args) -> int:
     from . import sweep, validate
 
     exp = _experiment.get(args.experiment)
     overrides = {p.name: getattr(args, p.name) for p in exp.params if hasattr(args, p.name)}
-    repeats = validate.positive_int("repeats", args.repeats)
+    try:
+        repeats = validate.positive_int("repeats", args.repeats)
+    except ValueError as e:
+        raise _experiment.ParameterError("repeats", str(e)) from None
+    if not 0 <= args.seed <= SEED_MAX:
+        raise _experiment.ParameterError("seed", f"seed must be a whole number in [0, 2^62], got {args.seed}")
+    if getattr(args, "save_data", None):
+        _check_save_path(args.save_data)
     params = exp.resolve(**overrides)
+    _experiment.check_cost(exp, params, repeats, yes=args.yes)
+    notes = list(exp.notes(params)) if exp.notes is not None else []
+    poisoned = exp.poisoned(params) if exp.poisoned is not None else None
+    if poisoned == 0 and params.get("alpha", 0) > 0:
+        notes.append(f"--alpha {params['alpha']:g} poisons round(alpha n_train) = 0 training points: "
+                     f"the run is unpoisoned (as alpha = 0)")
+    for line in notes:
+        _note(line)
     result = sweep.run(exp, grid={k: [v] for k, v in params.items()}, repeats=repeats, seed=args.seed,
                        cache=not args.no_cache, progress=not args.json)
-    record = result.record()
+    record = result.record(ranges=exp.ranges)
+    record["poisoned_count"] = poisoned
+    record["notes"] = notes
     if getattr(args, "save_data", None):
         exp.save_data({**params, "seed": args.seed}, args.save_data)
     if args.json:
@@ -98,6 +152,8 @@ def _run(args) -> int:
         print(f"{exp.name}: {repeats} repeats, seed {args.seed}")
         for k, v in record["params"].items():
             print(f"  {k:>20} = {v}")
+        if poisoned is not None:
+            print(f"  {'poisoned_count':>20} = {poisoned}")
         for k, m in record["metrics"].items():
             lo, hi = m["ci95"]
             print(f"  {k:>20}: {m['mean']:.6g}  (95% CI {lo:.6g} .. {hi:.6g})")
@@ -120,9 +176,19 @@ def _terminated_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _experiments_needed(argv) -> list | None:
+    """The experiments whose flags parsing `argv` needs: none unless `run`, the one named after it, or all."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "run" not in argv:
+        return []
+    rest = argv[argv.index("run") + 1:]
+    named = [a for a in rest if a in _experiment.KNOWN]
+    return named[:1] if named else None
+
+
 def main(argv=None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_experiments_needed(argv)).parse_args(argv)
         if args.command == "render":
             from . import render
             with _terminated_as_interrupt():
@@ -140,7 +206,10 @@ def main(argv=None) -> int:
         print(f"poisonlab: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except _experiment.DivergenceError as e:
-        print(f"poisonlab: error: training diverged: {e}", file=sys.stderr)
+        if e.name is not None:
+            print(f"poisonlab: error: argument --{e.name.replace('_', '-')}: {e.line()}", file=sys.stderr)
+        else:
+            print(f"poisonlab: error: {e.line()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("poisonlab: interrupted", file=sys.stderr)

@@ -98,11 +98,14 @@ class SweepResult:
         stat_cols = [f"{m}_{s}" for m in self.metrics for s in ("mean", "lo", "hi")]
         return pd.DataFrame.from_records(out, columns=[*columns, *stat_cols, "count"])
 
-    def record(self) -> dict:
+    def record(self, ranges=None) -> dict:
         """The CLI's JSON record of a one-point sweep: experiment, params, metrics (mean, ci95, values).
 
         With one repeat, ci95 is [mean, mean]: a single run carries no estimate of its error.
+        `ranges` (metric -> (lo, hi)) clips each interval to its metric's range: a t-interval of few
+        repeats may otherwise reach a negative MSE or an accuracy above 1.
         """
+        ranges = {} if ranges is None else ranges
         if len(set(self.points)) != 1:
             raise ValueError(f"record needs a one-point grid; this sweep has {len(set(self.points))} points")
         first = self.configs[0]
@@ -110,6 +113,9 @@ class SweepResult:
         for m in self.metrics:
             values = [float(v) for v in self.rows[m]]
             mean, lo, hi = mean_ci(values)
+            if m in ranges:
+                low, high = ranges[m]
+                lo, hi = min(max(lo, low), high), max(min(hi, high), low)
             metrics[m] = {"mean": mean, "ci95": [lo, hi], "values": values}
         return {"experiment": self.experiment,
                 "params": {p: _cache.plain(first[p]) for p in self.params},

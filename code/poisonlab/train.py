@@ -27,6 +27,9 @@ AGGREGATES = ("mean", "median", "trimmed-mean")
 # mostly below what torch splits between threads anyway; on shared cores a second OpenMP thread that
 # must wait for a busy core made steps 10-20x slower (measured: linear, MLP and CNN alike).
 THREADS = 1
+# Divergence: training that ends with a mean epoch loss above GROWTH times the loss at its start (the
+# first minibatch's, at the initial parameters) has diverged, even while every number is still finite.
+GROWTH = 1e3
 
 
 @dataclass
@@ -67,6 +70,8 @@ def train(model: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse", epochs: 
             optimizer.step()
 
             total += batch_loss.item() * len(Xb)
+            if history.steps == 0:  # the loss at the initial parameters: divergence's reference
+                start = batch_loss.item()
             history.steps += 1
             if not math.isfinite(total):
                 _diverged_single(loss, lr, seed, batch_size, epoch, history.steps)
@@ -77,6 +82,12 @@ def train(model: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse", epochs: 
 
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         _diverged_single(loss, lr, seed, batch_size, epochs - 1, history.steps)
+    floor = 1e-6 if loss in ("ce", "bce") else 1e-6 * (1.0 + float(y.double().square().mean()))
+    if history.losses[-1] > GROWTH * max(start, floor):
+        config = {"loss": loss, "lr": lr, "seed": seed, "batch_size": batch_size}
+        raise DivergenceError(f"training diverged at lr {lr:g} (loss grew from {start:.3g} to "
+                              f"{history.losses[-1]:.3g}, more than {GROWTH:g} times): {config}", [config],
+                              name="lr", lr=float(lr), start=start, final=history.losses[-1])
     return history
 
 
@@ -244,35 +255,56 @@ def epoch_permutations(seeds: Sequence[int], n: int, epochs: int) -> Tensor:
         raise ValueError(f"seeds must be a list of integers, got {seeds!r}")
     seeds = _check_seeds(seeds, len(seeds))
     n, epochs = validate.positive_int("n", n), validate.positive_int("epochs", epochs)
-    unique, where = _permutations(seeds, n, epochs)
-    return unique if where is None else unique[:, where]
+    perms = _permutations(seeds, n, epochs)
+    return torch.stack([_epoch_order(perms, e) for e in range(epochs)])
 
 
-def _permutations(seeds: list[int], n: int, epochs: int):
-    """The epoch orders (epochs, U, n) of the U distinct seeds, and which of them each model uses (or None)."""
-    unique = list(dict.fromkeys(seeds))  # sweeps repeat seeds across grid points: draw each once
-    perms = torch.empty(epochs, len(unique), n, dtype=torch.int64)
-    draw, spare = torch.empty((), dtype=torch.int64), torch.empty(n, dtype=torch.int64)
-    for k, seed in enumerate(unique):
-        generator = torch.Generator().manual_seed(seed)
-        for e in range(epochs):
+class _Permutations:
+    """The epoch orders of the U distinct seeds, drawn lazily epoch by epoch (never tabulated).
+
+    Each seed keeps its own generator, which draws exactly what DataLoader's does, in the same order:
+    memory is U n indices whatever the number of epochs. Epochs must be asked for in order 0, 1, ...
+    """
+
+    def __init__(self, seeds: list[int], n: int, epochs: int):
+        unique = list(dict.fromkeys(seeds))  # sweeps repeat seeds across grid points: draw each once
+        self.n, self.epochs = n, epochs
+        self.generators = [torch.Generator().manual_seed(seed) for seed in unique]
+        self.where = None
+        if len(unique) != len(seeds):
+            index = {seed: k for k, seed in enumerate(unique)}
+            self.where = torch.tensor([index[s] for s in seeds])
+        self.next = 0
+        self.current = torch.empty(len(unique), n, dtype=torch.int64)
+        self._draw, self._spare = torch.empty((), dtype=torch.int64), torch.empty(n, dtype=torch.int64)
+
+    def epoch(self, e: int) -> Tensor:
+        """(U, n): the order of epoch e of each distinct seed (e = the last epoch drawn, or the next one)."""
+        if e == self.next - 1:
+            return self.current
+        if e != self.next or e >= self.epochs:
+            raise ValueError(f"epochs must be drawn in order: expected epoch {self.next}, got {e}")
+        for k, generator in enumerate(self.generators):
             # Each epoch's DataLoader iterator first draws a base seed for its workers (even with none);
             # then RandomSampler yields one permutation of range(n) and, exhausted, draws a second one
             # for the (empty) remainder num_samples % n before it stops. (The last one is never used.)
-            draw.random_(generator=generator)
-            torch.randperm(n, generator=generator, out=perms[e, k])
-            if e < epochs - 1:
-                torch.randperm(n, generator=generator, out=spare)
-    if len(unique) == len(seeds):
-        return perms, None
-    where = {seed: k for k, seed in enumerate(unique)}
-    return perms, torch.tensor([where[s] for s in seeds])
+            self._draw.random_(generator=generator)
+            torch.randperm(self.n, generator=generator, out=self.current[k])
+            if e < self.epochs - 1:
+                torch.randperm(self.n, generator=generator, out=self._spare)
+        self.next = e + 1
+        return self.current
 
 
-def _epoch_order(perms, e: int) -> Tensor:
-    """(K, n): the order of epoch e for every model, from `_permutations`' unique orders."""
-    unique, where = perms
-    return unique[e] if where is None else unique[e].index_select(0, where)
+def _permutations(seeds: list[int], n: int, epochs: int) -> _Permutations:
+    """The epoch orders of every model, drawn lazily (see `_Permutations`)."""
+    return _Permutations(seeds, n, epochs)
+
+
+def _epoch_order(perms: _Permutations, e: int) -> Tensor:
+    """(K, n): the order of epoch e for every model."""
+    unique = perms.epoch(e)
+    return unique if perms.where is None else unique.index_select(0, perms.where)
 
 
 def train_batched(X: Tensor, y: Tensor, *, model: str = "linear", hidden=(), loss="mse", delta=1.0,
@@ -334,16 +366,17 @@ def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, 
     run = dict(names=names, delta=delta, lr=lr, epochs=epochs, batch_size=batch_size, perms=perms,
                aggregate=aggregate, trim=trim, record_every=record_every)
     if fast:
-        params, history, trajectory, steps = _fast_linear(X.reshape(K, n, in_dim), Y, params, **run)
+        params, history, trajectory, steps, start = _fast_linear(X.reshape(K, n, in_dim), Y, params, **run)
     else:
-        params, history, trajectory, steps = _generic(X, Y, params, buffers, model, in_dim, out_dim, hidden,
+        params, history, trajectory, steps, start = _generic(X, Y, params, buffers, model, in_dim, out_dim, hidden,
                                                       in_shape, **run)
 
     bad = ~torch.isfinite(history).all(1)
     for p in params.values():
         bad |= ~torch.isfinite(p.reshape(K, -1)).all(1)
-    if bad.any():
-        _diverged(bad, names, lr, seeds, configs)
+    grew = ~bad & (history[:, -1] > GROWTH * torch.maximum(start, _loss_floor(names, Y).to(start.dtype)))
+    if bad.any() or grew.any():
+        _diverged(bad | grew, names, lr, seeds, configs, start, history[:, -1])
     result = BatchedModel(model, params, buffers, in_dim=in_dim, out_dim=out_dim, hidden=hidden,
                           in_shape=in_shape, history=history, trajectory=trajectory, trajectory_steps=steps)
     if trajectory is not None and model == "linear":
@@ -354,15 +387,29 @@ def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, 
     return result
 
 
-def _diverged(bad: Tensor, names, lr, seeds, configs):
+def _loss_floor(names, Y: Tensor) -> Tensor:
+    """(K,) the smallest reference loss of the divergence rule: a start at (almost) zero loss must not
+    make every later rounding error look like growth. 1e-6 of the zero predictor's MSE (regression)."""
+    if names[0] == "ce" or "bce" in names:
+        return torch.full((Y.shape[0],), 1e-6, dtype=torch.float64)
+    return 1e-6 * (1.0 + Y.double().square().reshape(Y.shape[0], -1).mean(1))
+
+
+def _diverged(bad: Tensor, names, lr, seeds, configs, start=None, final=None):
     ks = bad.nonzero().flatten().tolist()
     if configs is not None:
         which = [configs[k] for k in ks]
     else:
         which = [{"model": k, "loss": names[k], "lr": float(lr[k]), "seed": seeds[k]} for k in ks]
     shown = "; ".join(map(str, which[:5])) + (f"; ... ({len(which) - 5} more)" if len(which) > 5 else "")
-    raise DivergenceError(f"training diverged (non-finite loss or parameters) for {len(ks)} of {len(bad)} "
-                          f"models: {shown}", which)
+    k0 = ks[0]
+    how = "non-finite loss or parameters"
+    if start is not None and math.isfinite(float(final[k0])):
+        how = f"loss grew from {float(start[k0]):.3g} to {float(final[k0]):.3g}, more than {GROWTH:g} times"
+    raise DivergenceError(f"training diverged at lr {float(lr[k0]):g} ({how}) for {len(ks)} of {len(bad)} "
+                          f"models: {shown}", which, name="lr", lr=float(lr[k0]),
+                          start=None if start is None else float(start[k0]),
+                          final=None if final is None else float(final[k0]))
 
 
 def _check_hidden(hidden, model):
@@ -584,6 +631,8 @@ def _fast_linear(X, Y, params, *, names, delta, lr, epochs, batch_size, perms, a
                 # per-example gradients g_i (x) [x_i, 1]: (K, B, m, p), aggregated over B coordinate-wise
                 G = _aggregate(g.unsqueeze(3) * Xb.unsqueeze(2), aggregate, trim)
                 theta.sub_(lr3 * G)
+            if step == 0:  # the loss at the starting parameters (first minibatch): divergence's reference
+                start = total / (Xb.shape[1] * (m if fused_mse else 1))
             step += 1
             if record is not None and step % record_every == 0:
                 record.append(theta.clone())
@@ -601,7 +650,7 @@ def _fast_linear(X, Y, params, *, names, delta, lr, epochs, batch_size, perms, a
         if bias:
             trajectory[bias] = T[:, :, :, d].contiguous()
         steps = torch.arange(len(record)) * record_every
-    return out, history, trajectory, steps
+    return out, history, trajectory, steps, start
 
 
 def _generic(X, Y, params, buffers, kind, in_dim, out_dim, hidden, in_shape, *, names, delta, lr, epochs,
@@ -649,6 +698,8 @@ def _generic(X, Y, params, buffers, kind, in_dim, out_dim, hidden, in_shape, *, 
                 for (name, p), g in zip(params.items(), grads):
                     p.sub_(lrs[name] * g)
                 total += per.detach().sum(1)
+            if step == 0:  # the loss at the starting parameters (first minibatch): divergence's reference
+                start = total / Xb.shape[1]
             step += 1
             if record is not None and step % record_every == 0:
                 record.append({k: v.detach().clone() for k, v in params.items()})
@@ -661,7 +712,7 @@ def _generic(X, Y, params, buffers, kind, in_dim, out_dim, hidden, in_shape, *, 
     if record is not None:
         trajectory = {k: torch.stack([r[k] for r in record]) for k in params}
         steps = torch.arange(len(record)) * record_every
-    return params, history, trajectory, steps
+    return params, history, trajectory, steps, start
 
 
 def _loss_only(groups, pred, target, delta):

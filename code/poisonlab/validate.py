@@ -78,3 +78,42 @@ def finite_array(name: str, values):
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be finite, got a NaN or infinity")
     return a
+
+
+# Training runs in float32: a valid float64 value may overflow to inf or underflow to 0 there.
+F32_MAX = 3.4028234663852886e38  # numpy.finfo(float32).max
+F32_TINY = 1.1754943508222875e-38  # numpy.finfo(float32).tiny, the smallest normal number
+# Scales of data (label noise, poison, intercepts, distances) enter squared losses in float32: at most
+# SCALE_MAX in magnitude keeps a square (1e30) and sums of up to 1e8 squares finite.
+SCALE_MAX = 1e15
+
+
+def positive32(name: str, value) -> float:
+    """A number > 0 that float32 represents as a normal number: in [1.2e-38, 3.4e38] (learning rates, delta)."""
+    x = positive(name, value)
+    if not F32_TINY <= x <= F32_MAX:
+        raise ValueError(f"{name} must be in [{F32_TINY:.2g}, {F32_MAX:.2g}] (float32, the dtype of training), "
+                         f"got {value!r}")
+    return x
+
+
+def _scaled(name: str, x: float, value) -> float:
+    if abs(x) > SCALE_MAX:
+        raise ValueError(f"{name} must be at most {SCALE_MAX:g} in magnitude (its square must stay finite in "
+                         f"float32, the dtype of training), got {value!r}")
+    return x
+
+
+def scale(name: str, value) -> float:
+    """A finite number of magnitude <= SCALE_MAX (means, intercepts)."""
+    return _scaled(name, finite(name, value), value)
+
+
+def non_negative_scale(name: str, value) -> float:
+    """A number in [0, SCALE_MAX] (standard deviations, penalties)."""
+    return _scaled(name, non_negative(name, value), value)
+
+
+def positive_scale(name: str, value) -> float:
+    """A number in (0, SCALE_MAX] (distances)."""
+    return _scaled(name, positive(name, value), value)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -111,7 +112,7 @@ PARAMS = (
     Param("knn_threshold", None, float, "knn-filter: drop every point whose label disagrees with more than this "
           "fraction of its neighbours (instead of a budget --drop)", _opt(validate.fraction), batch=False),
     Param("epochs", 30, int, "SGD epochs", validate.positive_int, batch=False),
-    Param("lr", 0.5, float, "SGD learning rate (constant step)", validate.positive),
+    Param("lr", 0.5, float, "SGD learning rate (constant step)", validate.positive32),
     Param("batch_size", 64, int, "SGD minibatch size", validate.positive_int, batch=False),
     Param("early_stopping", False, bool, "hold out --val-fraction of the (poisoned) training set and keep the "
           "epoch of best held-out accuracy", batch=False),
@@ -142,6 +143,33 @@ def _check(config: dict) -> None:
     if config["model"] == "cnn" and config["hidden"] is not None and len(config["hidden"]) != 2:
         raise ParameterError("hidden", f"hidden must be two channel counts for --model cnn, "
                              f"got {list(config['hidden'])}")
+    # parameters that would be silently ignored (refused as `run logistic` does): set to a non-default
+    # value where they do not apply
+    if config["target_class"] != 0 and config["flip"] != "target-class":
+        raise ParameterError("target_class", f"target_class is only used with --flip target-class, "
+                             f"got flip {config['flip']}")
+    if tuple(config["pair"]) != (1, 7) and config["flip"] != "pair":
+        raise ParameterError("pair", f"pair is only used with --flip pair, got flip {config['flip']}")
+    if config["val_fraction"] != 0.2 and not config["early_stopping"]:
+        raise ParameterError("val_fraction", "val_fraction is only used with --early-stopping")
+    if config["dataset"] in vision.SHIPPED:
+        for name in ("data_dir", "download"):
+            if config[name]:
+                raise ParameterError(name, f"{name} is only used with the torchvision data sets "
+                                     f"({', '.join(vision.TORCHVISION)}), got dataset {config['dataset']}")
+    elif config["data_dir"] is not None and not config["download"] and not os.path.isdir(config["data_dir"]):
+        raise ParameterError("data_dir", f"data_dir {config['data_dir']} is not a folder (give the folder holding "
+                             f"the {config['dataset']} files, or --download)")
+    if config["defense"] in FILTERS and config["knn_threshold"] is None:
+        n = _n_train(config)
+        drop = config["alpha"] if config["drop"] is None else config["drop"]
+        if round(drop * n) >= n:
+            name = "alpha" if config["drop"] is None else "drop"
+            raise ParameterError(name, f"the filter would drop every training point ({name} = {drop}, drop defaults "
+                                 "to alpha); give a smaller --drop")
+    if config["defense"] == "knn-filter" and config["knn_k"] >= _n_train(config):
+        raise ParameterError("knn_k", f"knn_k must be smaller than the number of training points "
+                             f"{_n_train(config)}, got {config['knn_k']}")
     try:
         vision.require(config["dataset"], config["data_dir"], config["download"])
     except ValueError as e:
@@ -251,6 +279,19 @@ def _keeps(configs, poisoned) -> list:
             for s, c in zip(scores, configs)]
 
 
+def _kept_some(configs, keeps) -> None:
+    """A filter that discards every training point leaves nothing to train on: name the flag that did it."""
+    for c, keep in zip(configs, keeps):
+        if not bool(keep.any()):
+            if c["knn_threshold"] is not None:
+                raise ParameterError("knn_threshold", f"the knn-filter discarded all {keep.numel()} training points "
+                                     f"(every label disagrees with more than knn_threshold = {c['knn_threshold']} of "
+                                     f"its {c['knn_k']} neighbours); raise --knn-threshold")
+            name = "alpha" if c["drop"] is None else "drop"
+            raise ParameterError(name, f"the {c['defense']} discarded all {keep.numel()} training points "
+                                 f"({name} = {c[name]}); give a smaller --drop")
+
+
 def _split(config, keep: torch.Tensor):
     """Indices of the points trained on and of the held-out ones (early stopping) among the kept points."""
     idx = keep.nonzero().flatten()
@@ -290,6 +331,7 @@ def run_detailed(configs: list[dict], record: bool = False) -> list[Outcome]:
     probs = _reference_probs(configs, cleans)
     poisoned = [poison(c, ds, p) for c, ds, p in zip(configs, cleans, probs)]
     keeps = _keeps(configs, poisoned)
+    _kept_some(configs, keeps)
     outcomes = [Outcome(c, ds, p, keep, *_split(c, keep)) for c, ds, p, keep in zip(configs, cleans, poisoned, keeps)]
     groups: dict = {}
     for k, o in enumerate(outcomes):
@@ -807,7 +849,73 @@ def save_data(config: dict, path) -> None:
                  classes=np.array(p.classes), config=np.array(config_json))
 
 
+# (all images, training images, image shape) of each data set (digits: its random 80/20 split)
+SHAPES = {"digits": (1797, 1797 - round(0.2 * 1797), (1, 8, 8)), "mnist": (70000, 60000, (1, 28, 28)),
+          "fashion-mnist": (70000, 60000, (1, 28, 28)), "cifar10": (60000, 50000, (3, 32, 32))}
+_SIZES = {"n_train": 1438, "epochs": 30, "hidden": 128, "knn_k": 10}
+
+
+def _n_train(config: dict) -> int:
+    total = SHAPES[config["dataset"]][1]
+    return total if config["n_train"] is None else min(config["n_train"], total)
+
+
+def cost(config: dict, repeats: int):
+    """Estimated memory and time of `repeats` repeats of one configuration (trained in chunks of max_batch)."""
+    from ..experiment import FLOPS, STEP_SECONDS, Cost, blame
+
+    K = repeats
+    n_all, _, (C, Hh, Ww) = SHAPES[config["dataset"]]
+    N, F, classes = _n_train(config), C * Hh * Ww, vision.NUM_CLASSES[config["dataset"]]
+    h = hidden_of(config)
+    if config["model"] == "cnn":
+        c1, c2 = h
+        P = c1 * (C * 9 + 1) + c2 * (c1 * 9 + 1) + (c2 + 1) * classes
+        act = c1 * Hh * Ww + (c1 + c2) * (Hh // 2) * (Ww // 2) + classes
+        fwd = 2 * (c1 * C * 9 * Hh * Ww + c2 * c1 * 9 * (Hh // 2) * (Ww // 2) + c2 * classes)
+    else:
+        widths = [F, *h, classes]
+        P = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        act, fwd = sum(widths[1:]), 2 * P
+    B = min(config["batch_size"], N)
+    chunk = min(K, EXPERIMENT.max_batch or K)
+    data = 4 * n_all * F * 2 * K + 3 * 4 * N * F * chunk  # each repeat's split (cached), stacked and shuffled
+    T = config["epochs"] + 1 if config["early_stopping"] else 0
+    model = chunk * (4 * P * (6 + T) + 4 * 4 * B * act + 4 * 4096 * act)
+    knn = 8 * (3 * min(1024, N) * N + N * F) if config["defense"] == "knn-filter" else 0
+    total = data + model + knn
+    passes = 1 + (config["defense"] == "loss-filter") + (config["flip"] == "max-loss")
+    steps = config["epochs"] * math.ceil(N / B)
+    flops = passes * K * config["epochs"] * N * 3 * fwd + K * (2 * N * N * F if knn else 0)
+    seconds = flops / FLOPS + passes * math.ceil(K / chunk) * steps * STEP_SECONDS["generic"]
+    sizes = dict(_SIZES)
+    if config["defense"] != "knn-filter":
+        del sizes["knn_k"]
+    given = {**config, "hidden": h if config["model"] != "linear" else None,
+             "n_train": N * (1438 / SHAPES["digits"][1])}
+    return Cost(total, seconds, blame(given, sizes), blame(given, {k: v for k, v in sizes.items() if k != "epochs"}))
+
+
+def poisoned_count(config: dict) -> int:
+    """Training labels the attack flips: round(alpha n_train)."""
+    return attacks.poison_count(config["alpha"], _n_train(config))
+
+
+def notes(config: dict) -> list:
+    """What the run does that its flags do not say."""
+    N = _n_train(config)
+    if config["batch_size"] > N:
+        return [f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
+                f"gradient descent on all of them"]
+    return []
+
+
+_UNIT = (0.0, 1.0)
 EXPERIMENT = register(Experiment(
     "images", fit, PARAMS, METRICS,
     help="Flip a fraction alpha of an image classifier's training labels, defend, and measure test accuracy.",
-    check=_check, save_data=save_data, max_batch=256))  # 256 digit training sets stacked: ~100 MB
+    check=_check, save_data=save_data, max_batch=256,  # 256 digit training sets stacked: ~100 MB
+    cost=cost, poisoned=poisoned_count, notes=notes,
+    ranges={"test_accuracy": _UNIT, "flipped_train_fit": _UNIT, "poisoned_fraction": _UNIT, "test_loss": (0.0, math.inf),
+            "train_accuracy": _UNIT, "clean_discarded": _UNIT, "poison_discarded": _UNIT,
+            "stop_epoch": (0.0, math.inf)}))

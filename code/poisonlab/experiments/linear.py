@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .. import attacks, data, metrics, solvers, train, validate
-from ..experiment import Experiment, Param, ParameterError, register
+from ..experiment import DivergenceError, Experiment, Param, ParameterError, register
 
 __all__ = ["EXPERIMENT", "LOSSES", "METRICS", "PARAMS", "make_data", "fit", "save_data", "seeds_of",
            # the chapter (linear-regression.qmd)
@@ -52,16 +52,16 @@ PARAMS = (
     Param("n", 1000, int, "data set size before the 80/20 train/test split", _at_least_3, batch=False),
     Param("dim", 1, int, "dimension d of x", validate.positive_int, batch=False),
     Param("out_dim", 1, int, "dimension m of y", validate.positive_int, batch=False),
-    Param("noise_std", 1.0, float, "standard deviation sigma of the label noise eps", validate.non_negative),
+    Param("noise_std", 1.0, float, "standard deviation sigma of the label noise eps", validate.non_negative_scale),
     Param("alpha", 0.2, float, "fraction of training points poisoned, in [0, 1]", validate.fraction),
-    Param("eta_mean", 5.0, float, "mean mu of the poison eta added to the labels", validate.finite),
-    Param("eta_std", 5.0, float, "standard deviation s of the poison eta", validate.non_negative),
+    Param("eta_mean", 5.0, float, "mean mu of the poison eta added to the labels", validate.scale),
+    Param("eta_std", 5.0, float, "standard deviation s of the poison eta", validate.non_negative_scale),
     Param("loss", "l2", str, "training loss: l2 (MSE), l1 or huber", choices=tuple(LOSSES)),
-    Param("huber_delta", 1.0, float, "Huber's delta (quadratic inside |r| < delta)", validate.positive),
+    Param("huber_delta", 1.0, float, "Huber's delta (quadratic inside |r| < delta)", validate.positive32),
     Param("solver", "sgd", str, "sgd (the batched trainer) or exact (the loss's exact minimiser)",
           choices=("sgd", "exact"), batch=False),
     Param("epochs", 50, int, "SGD epochs", validate.positive_int, batch=False),
-    Param("lr", 0.05, float, "SGD learning rate (constant step)", validate.positive),
+    Param("lr", 0.05, float, "SGD learning rate (constant step)", validate.positive32),
     Param("batch_size", 20, int, "SGD minibatch size", validate.positive_int, batch=False),
     Param("hidden", (), int, "hidden-layer widths of an MLP (none: a linear model)", _widths, nargs="*",
           batch=False),
@@ -156,9 +156,13 @@ def fit(configs: list[dict]) -> list[dict]:
                   epochs=c0["epochs"], lr=torch.tensor([c["lr"] for c in configs]), batch_size=c0["batch_size"],
                   seeds=[seeds_of(c["seed"])["model"] for c in configs], configs=configs)
         init = None
-        if c0["continue_from_clean"]:
-            init = train.train_batched(X, torch.stack([cl.y_train for cl, _ in pairs]), **kw)
-        model = train.train_batched(X, Y, init=init, **kw)
+        try:
+            if c0["continue_from_clean"]:
+                init = train.train_batched(X, torch.stack([cl.y_train for cl, _ in pairs]), **kw)
+            model = train.train_batched(X, Y, init=init, **kw)
+        except DivergenceError as e:
+            _explain_divergence(e, X, configs)
+            raise
         pred = model.forward(X_test)
         fitted = model.forward(X)
         if hidden:  # the affine part of the network's function (see the module docstring)
@@ -187,6 +191,34 @@ def fit(configs: list[dict]) -> list[dict]:
     return out
 
 
+def stable_lr(X, loss: str, m: int) -> float | None:
+    """The step-size stability bound 2/lambda_max of gradient descent on a linear model's loss, or None.
+
+    The loss is the mean over examples and the m outputs: for l2 its Hessian in each output's
+    parameters [W_j, b_j] is (2/m) A, A = [X, 1]^T [X, 1] / N, so lr < m / lambda_max(A); for Huber
+    (r^2/2 inside the band, the curvature there) lr < 2 m / lambda_max(A). L1 has no curvature: None.
+    """
+    if loss not in ("l2", "huber"):
+        return None
+    A = solvers._augment(torch.as_tensor(X).double())
+    lam = float(torch.linalg.eigvalsh(A.T @ A / A.shape[0])[-1])
+    return (m if loss == "l2" else 2 * m) / lam
+
+
+def _explain_divergence(e: DivergenceError, X, configs) -> None:
+    """Add to a divergence of linear models the learning rate below which least squares is stable."""
+    if not e.configs or configs[0]["hidden"]:
+        return
+    k = next((i for i, c in enumerate(configs) if c == e.configs[0]), None)
+    if k is None:
+        return
+    c = configs[k]
+    bound = stable_lr(X[k], c["loss"], c["out_dim"])
+    if bound is not None:
+        what = "least squares" if c["loss"] == "l2" else "Huber's loss (in its quadratic band)"
+        e.hint = f"{what} is stable for lr < 2/lambda_max = {bound:.3g} on this training set"
+
+
 def save_data(config: dict, path) -> None:
     """Write one configuration's poisoned training set, clean test set, poison mask and true parameters (.npz)."""
     _, poisoned = make_data(config)
@@ -198,10 +230,74 @@ def save_data(config: dict, path) -> None:
         np.savez(f, **{k: v.numpy() for k, v in arrays.items()}, config=np.array(config_json))
 
 
+def n_train(n: int) -> int:
+    """Training points of a data set of n points (the 80/20 split)."""
+    return n - round(0.2 * n)
+
+
+def _mlp_params(d: int, hidden, m: int) -> int:
+    widths = [d, *hidden, m]
+    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+# typical values of the size parameters: the one exceeding its own most is named by a refusal
+_SIZES = {"n": 1000, "dim": 10, "out_dim": 10, "epochs": 50, "hidden": 128}
+
+
+def cost(config: dict, repeats: int):
+    """Estimated memory and time of `repeats` repeats of one configuration (trained together)."""
+    from ..experiment import FLOPS, STEP_SECONDS, Cost, blame
+
+    K, n, d, m = repeats, config["n"], config["dim"], config["out_dim"]
+    N, H = n_train(n), tuple(config["hidden"])
+    # data: X, y, the noise, the split's copies, the poison's float64 draws, the stacked batch and the
+    # shuffled table of the trainer; float64 copies of [X, 1] and y in the exact solvers
+    data = n * (12 * d + 32 * m) + 8 * N * (d + 1 + m) + 16 * N * (d + 1 + m)
+    P = _mlp_params(d, H, m)
+    B = min(config["batch_size"], N)
+    widest = max((*H, m, d + 1))
+    model = 24 * P + 16 * B * sum(H) + 12 * n * widest if H else 48 * m * (d + 1)
+    total = K * (data + model + 16 * n)  # + the epoch orders
+    steps = config["epochs"] * math.ceil(N / B)
+    if config["solver"] == "exact":
+        flops = K * (4 * N * (d + 1) ** 2 + 2 * N * (d + 1) * m) * (1 if config["loss"] == "l2" else 20 * m)
+        seconds = flops / FLOPS
+    else:
+        passes = 2 if config["continue_from_clean"] else 1
+        flops = passes * K * config["epochs"] * N * 6 * P + K * 4 * N * (d + 1) ** 2  # + W* (least squares)
+        seconds = flops / FLOPS + passes * steps * STEP_SECONDS["generic" if H else "fast"]
+    sizes = dict(_SIZES)
+    if config["solver"] == "exact":
+        del sizes["epochs"]
+    mem_sizes = {k: v for k, v in sizes.items() if k != "epochs"}
+    return Cost(total, seconds, blame(config, sizes), blame(config, mem_sizes))
+
+
+def poisoned_count(config: dict) -> int:
+    """Training labels the attack shifts: round(alpha N_train)."""
+    return attacks.poison_count(config["alpha"], n_train(config["n"]))
+
+
+def notes(config: dict) -> list:
+    """What the run does that its flags do not say."""
+    out = []
+    N = n_train(config["n"])
+    if config["solver"] == "sgd" and config["batch_size"] > N:
+        out.append(f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
+                   f"gradient descent on all {N}")
+    if config["solver"] == "exact" and config["dim"] + 1 > N:
+        which = "the minimum-norm one" if config["loss"] == "l2" else "one of them (a vertex or a solver's pick)"
+        out.append(f"--dim {config['dim']} with {N} training points: {config['dim'] + 1} coefficients (with the "
+                   f"intercept) exceed the points, so the fit is not unique; the exact solver returns {which}")
+    return out
+
+
 EXPERIMENT = register(Experiment(
     "linear", fit, PARAMS, METRICS,
     help="Poison a fraction alpha of a linear-regression training set with y <- y + eta and measure the fit.",
-    check=_check, save_data=save_data))
+    check=_check, save_data=save_data, cost=cost, poisoned=poisoned_count, notes=notes,
+    ranges={"test_mse": (0.0, math.inf), "excess_risk": (0.0, math.inf), "train_mse": (0.0, math.inf),
+            "param_error": (0.0, math.inf), "weight_error": (0.0, math.inf), "exact_gap": (0.0, math.inf)}))
 
 
 # ================================================================ the chapter (linear-regression.qmd)

@@ -92,8 +92,8 @@ PARAMS = (
     Param("x_dist", "uniform", str, "distribution of x: uniform ([-1, 1]^d), gaussian (N(0, I)) or mixture "
           "(Gaussian clusters, two of them close to the boundary)", choices=("uniform", "gaussian", "mixture")),
     Param("near", None, float, "mixture only: distance of the two tight clusters to the boundary "
-          "(default 0.15)", _opt(validate.positive)),
-    Param("bias", 0.0, float, "the true intercept b (w has unit norm)", validate.finite),
+          "(default 0.15)", _opt(validate.positive_scale)),
+    Param("bias", 0.0, float, "the true intercept b (w has unit norm)", validate.scale),
     Param("alpha", 0.1, float, "fraction of training labels flipped, in [0, 1]", validate.fraction),
     Param("flip", "random", str, "which labels are flipped: random, boundary (within the margin, both "
           "sides), one-sided (within the margin, label `side` only) or max-loss", choices=FLIPS),
@@ -116,9 +116,9 @@ PARAMS = (
     Param("solver", "sgd", str, "sgd (the batched trainer) or exact (Newton's method to convergence)",
           choices=("sgd", "exact"), batch=False),
     Param("l2", None, float, "exact solver: ridge penalty (l2/2)|w|^2 (needed on separable data; default 0)",
-          _opt(validate.non_negative), batch=False),
+          _opt(validate.non_negative_scale), batch=False),
     Param("epochs", 30, int, "SGD epochs", validate.positive_int, batch=False),
-    Param("lr", 1.0, float, "SGD learning rate (constant step)", validate.positive),
+    Param("lr", 1.0, float, "SGD learning rate (constant step)", validate.positive32),
     Param("batch_size", 64, int, "SGD minibatch size", validate.positive_int, batch=False),
     Param("hidden", (), int, "hidden-layer widths of an MLP (none: logistic regression)", _widths, nargs="*",
           batch=False),
@@ -346,6 +346,7 @@ def fit(configs: list[dict]) -> list[dict]:
     init = reference.state if c0["continue_from_clean"] else None
     if c0["defense"] in FILTERS:
         keeps = _filter(configs, poisoned, init)
+        _kept_some(configs, keeps)
         sets = [(p.X_train[keep], p.y_train[keep], p.X_test) for p, keep in zip(poisoned, keeps)]
     else:
         keeps = [None] * K
@@ -429,6 +430,19 @@ def _fixed_points(x_dist: str, d: int):
     else:
         X = torch.randn(EVAL_POINTS, d, generator=data.generator(0))
     return X, X.double()
+
+
+def _kept_some(configs, keeps) -> None:
+    """A filter that discards every training point leaves nothing to train on: name the flag that did it."""
+    for c, keep in zip(configs, keeps):
+        if keep is not None and not bool(keep.any()):
+            if c["knn_threshold"] is not None:
+                raise ParameterError("knn_threshold", f"the knn-filter discarded all {keep.numel()} training points "
+                                     f"(every label disagrees with more than knn_threshold = {c['knn_threshold']} of "
+                                     f"its {c['knn_k']} neighbours); raise --knn-threshold")
+            name = "alpha" if c["drop"] is None else "drop"
+            raise ParameterError(name, f"the {c['defense']} discarded all {keep.numel()} training points "
+                                 f"({name} = {c[name]}); give a smaller --drop")
 
 
 def _filter(configs, poisoned, init):
@@ -949,7 +963,65 @@ def save_data(config: dict, path) -> None:
                  config=np.array(config_json))
 
 
+def _n_train(n: int) -> int:
+    return n - round(0.2 * n)
+
+
+_SIZES = {"n": 1000, "dim": 10, "epochs": 30, "hidden": 128, "knn_k": 10}
+
+
+def cost(config: dict, repeats: int):
+    """Estimated memory and time of `repeats` repeats of one configuration (trained together)."""
+    from ..experiment import FLOPS, STEP_SECONDS, Cost, blame
+
+    K, n, d = repeats, config["n"], config["dim"]
+    N, H = _n_train(n), tuple(config["hidden"])
+    widths = [d, *H, 1]
+    P = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    mixture = config["x_dist"] == "mixture"
+    # data and their float64 copies; a mixture draws one d x d factor per point (sample_mixture)
+    data = 40 * n * d + (8 * n * d * d + 2 * 8 * 4 * d * d if mixture else 0)
+    evaluate = 2 * EVAL_POINTS * d * 8 + (8 * EVAL_POINTS * d * d if mixture and H else 0)
+    B = min(config["batch_size"], N)
+    model = 24 * P + 16 * B * sum(H) + 16 * max(n, EVAL_POINTS) * max((*H, 1))
+    knn = 8 * (3 * min(1024, N) * N + N * d) if config["defense"] == "knn-filter" else 0
+    total = K * (data + model) + max(evaluate, knn)
+    passes = 1 + (config["defense"] == "loss-filter") + (config["continue_from_clean"] or config["flip"] == "max-loss")
+    flops = K * (2 * N * N * d if config["defense"] == "knn-filter" else 0) + (K * 8 * d**3 if mixture else 0)
+    if config["solver"] == "exact":
+        flops += passes * K * 50 * (2 * N * (d + 1) ** 2 + (d + 1) ** 3)
+        seconds = flops / FLOPS
+    else:
+        steps = config["epochs"] * math.ceil(N / B)
+        flops += passes * K * config["epochs"] * N * 6 * P
+        seconds = flops / FLOPS + passes * steps * STEP_SECONDS["generic" if H else "fast"]
+    sizes = dict(_SIZES)
+    if config["defense"] != "knn-filter":
+        del sizes["knn_k"]
+    if config["solver"] == "exact":
+        del sizes["epochs"]
+    return Cost(total, seconds, blame(config, sizes), blame(config, {k: v for k, v in sizes.items() if k != "epochs"}))
+
+
+def poisoned_count(config: dict) -> int:
+    """Training labels the attack flips: round(alpha n_train)."""
+    return attacks.poison_count(config["alpha"], _n_train(config["n"]))
+
+
+def notes(config: dict) -> list:
+    """What the run does that its flags do not say."""
+    N = _n_train(config["n"])
+    if config["solver"] == "sgd" and config["batch_size"] > N:
+        return [f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
+                f"gradient descent on all of them"]
+    return []
+
+
+_UNIT = (0.0, 1.0)
 EXPERIMENT = register(Experiment(
     "logistic", fit, PARAMS, METRICS,
     help="Flip a fraction alpha of a logistic-regression training set's labels, defend, and measure the fit.",
-    check=_check, save_data=save_data))
+    check=_check, save_data=save_data, cost=cost, poisoned=poisoned_count, notes=notes,
+    ranges={"test_accuracy": _UNIT, "expected_accuracy": _UNIT, "weight_norm": (0.0, math.inf),
+            "angle": (0.0, math.pi), "poisoned_fraction": _UNIT, "clean_discarded": _UNIT, "poison_discarded": _UNIT,
+            "train_accuracy": _UNIT, "margin_used": (0.0, math.inf), "strip_mass": _UNIT}))
