@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[test]"
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
-	$(BIN)/python -m poisonlab.kernelspec $(VENV)
+	$(BIN)/python -m bookrender.kernelspec $(VENV)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,7 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_chapters.py
 
 lint: $(STAMP)
-	$(BIN)/python -m poisonlab.lint
+	$(BIN)/python -m bookrender.lint
 
 clean:
 	rm -rf _preview _preview-quick _book _book-quick .cache figures/*/

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from poisonlab import render
+from bookrender import render
 
 ROOT = Path(__file__).resolve().parents[1]
 

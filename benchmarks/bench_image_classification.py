@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     with tempfile.TemporaryDirectory(prefix="poisonlab-bench-") as cold:
         os.environ["POISONLAB_CACHE"] = cold
-        from poisonlab import render
+        from bookrender import render
 
         book = render.load_book(ROOT, only=CHAPTER, profile=args.profile)
         nb = render.build_notebook(book.chapters[0], book.config)

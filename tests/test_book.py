@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from poisonlab import book, render
+from bookrender import render
+from poisonlab import book
 from poisonlab.profile import get_profile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def test_chapter_shows_no_warnings(entry):
 @pytest.mark.parametrize("entry", CHAPTERS)
 def test_chapter_references_resolve(entry):
     nb = executed(entry)
-    assert nb.metadata["poisonlab"]["unresolved"] == []
+    assert nb.metadata["bookrender"]["unresolved"] == []
 
 
 def test_the_book_lists_the_preface_first():

@@ -248,12 +248,12 @@ def test_clear(folder):
     assert len(calls) == 4
 
 
-def test_source_hash_leaves_out_the_publishing_modules(tmp_path, monkeypatch):
-    # editing the render engine must not re-run every sweep; editing the engine of results must
+def test_source_hash_leaves_out_the_command_line(tmp_path, monkeypatch):
+    # editing the command line must not re-run every sweep; editing the engine of results must
     package = Path(cache.__file__).resolve().parent
     fake = tmp_path / "poisonlab"
     fake.mkdir()
-    for name in ("cache.py", "render.py", "train.py"):
+    for name in ("cache.py", "cli.py", "train.py"):
         (fake / name).write_text((package / name).read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setattr(cache, "__file__", str(fake / "cache.py"))
 
@@ -262,7 +262,7 @@ def test_source_hash_leaves_out_the_publishing_modules(tmp_path, monkeypatch):
         return cache.source_hash()
 
     before = fresh()
-    (fake / "render.py").write_text("# edited\n", encoding="utf-8")
+    (fake / "cli.py").write_text("# edited\n", encoding="utf-8")
     assert fresh() == before
     (fake / "train.py").write_text("# edited\n", encoding="utf-8")
     assert fresh() != before

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from poisonlab import lint
+from bookrender import lint
 
 QUARTO = """\
 project:

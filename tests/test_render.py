@@ -17,7 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from poisonlab import cli, render
+from bookrender import render
+from poisonlab import cli
 
 QUARTO_YML = """\
 project:
@@ -528,12 +529,12 @@ def test_auto_uses_quarto_when_installed_with_the_profile(tmp_path):
     # a stand-in for Quarto: logs how it was called and writes a book where it was told to
     fake.write_text(f'#!/bin/sh\necho "$@ | $POISONLAB_PROFILE $QUARTO_PROFILE $TQDM_DISABLE" > "{log}"\n'
                     f'ls *.ipynb report/*.ipynb >> "{log}"\n'
-                    'mkdir -p _poisonlab_out && echo book > _poisonlab_out/index.html\n')
+                    'mkdir -p _bookrender_out && echo book > _bookrender_out/index.html\n')
     fake.chmod(0o755)
     code, err = render_in(tmp_path, ["render", "--profile", "quick"], quarto=str(fake))
     assert code == 0 and "using Quarto" in err, err
     lines = log.read_text().split("\n")
-    assert lines[0] == "render --profile quick --output-dir _poisonlab_out | quick quick 1"
+    assert lines[0] == "render --profile quick --output-dir _bookrender_out | quick quick 1"
     assert lines[1:3] == ["index.ipynb", "report/one.ipynb"]  # each chapter executed once, as a notebook
     assert (tmp_path / "_book" / "index.html").read_text() == "book\n"
     assert (tmp_path / "_book" / ".poisonlab-render").is_file()
@@ -541,7 +542,7 @@ def test_auto_uses_quarto_when_installed_with_the_profile(tmp_path):
 
 
 def test_tex_only_outputs_such_as_sympy_get_a_mathml_form():
-    from poisonlab import render
+    from bookrender import render
 
     output = {"output_type": "display_data",
               "data": {"text/latex": "$\\displaystyle \\frac{\\sigma^{2}}{n - d - 1}$", "text/plain": "x"}}

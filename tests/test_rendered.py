@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from poisonlab import publish, render
+from bookrender import publish, render
 
 pytestmark = pytest.mark.rendered
 
@@ -72,7 +72,7 @@ def inline_numbers(chapter) -> list[str]:
     nb, _ = publish.executed(book.chapter(chapter), book, PROFILE, render.DEFAULT_TIMEOUT)
     values = []
     for cell in nb.cells:
-        if cell.metadata.get("poisonlab", {}).get("role") != "inline":
+        if cell.metadata.get("bookrender", {}).get("role") != "inline":
             continue
         bundle = next(o["data"][render.INLINE_MIME] for o in cell.outputs if render.INLINE_MIME in o.get("data", {}))
         text = render.markdown_of_value(bundle).replace("\\%", "%")

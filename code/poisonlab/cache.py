@@ -42,14 +42,14 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "poisonlab"
 
 
-# modules that publish the book and read no result: editing them re-runs no sweep
-PUBLISHING = ("render.py", "qmd.py", "lint.py", "publish.py", "outputs.py", "kernelspec.py", "cli.py")
+# modules that compute no cached result: editing them re-runs no sweep
+PUBLISHING = ("cli.py",)
 
 
 def source_hash() -> str:
     """SHA-256 of the .py files of the installed poisonlab package (paths and contents); once per process.
 
-    The publishing modules (`PUBLISHING`) are left out: they compute nothing that is cached.
+    The command line (`PUBLISHING`) is left out: it computes nothing that is cached.
     """
     global _SOURCE_HASH
     if _SOURCE_HASH is None:

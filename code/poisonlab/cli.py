@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser(_experiments_needed(argv)).parse_args(argv)
         if args.command == "render":
-            from . import render
+            from bookrender import render
             with _terminated_as_interrupt():
                 return render.main(engine=args.engine, profile=args.profile, chapters=args.chapters,
                                    output=args.output, to=args.to)

@@ -5,7 +5,7 @@ the bibliography exist; cell options are well-formed `#| key: value` YAML; label
 across the book and have no underscores; figure cells have `fig-cap` and `fig-alt`, table cells
 `tbl-cap`; every `@fig-`/`@tbl-`/`@eq-`/`@sec-` reference has exactly one label; no doubled
 prefix ("Figure @fig-x" reads "Figure Figure 1"); every citation is in the bibliography.
-Run it as `python -m poisonlab.lint [ROOT]`.
+Run it as `python -m bookrender.lint [ROOT]`.
 """
 from __future__ import annotations
 
@@ -216,13 +216,13 @@ def check_book(root) -> list[str]:
 
 
 def main(argv=None) -> int:
-    """`python -m poisonlab.lint [ROOT]`: the problems, one a line; exit 1 when there are any."""
+    """`python -m bookrender.lint [ROOT]`: the problems, one a line; exit 1 when there are any."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0
     if len(args) > 1 or (args and args[0].startswith("-")):
-        print(f"lint: error: usage: python -m poisonlab.lint [ROOT], got {' '.join(args)}", file=sys.stderr)
+        print(f"lint: error: usage: python -m bookrender.lint [ROOT], got {' '.join(args)}", file=sys.stderr)
         return 2
     try:
         root = Path(args[0]) if args else render.find_root()

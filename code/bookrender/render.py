@@ -31,7 +31,6 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from . import validate
 # the .qmd reader, the bibliography and the markdown transform live in qmd; every name is
 # importable from render as before (lint and the tests use render.read_qmd, render.Markdown...)
 from .qmd import (  # noqa: F401
@@ -47,8 +46,15 @@ from .qmd import (  # noqa: F401
 ENGINES = ("auto", "quarto", "jupyter")
 PROFILES = ("quick", "full")
 QUARTO_URL = "https://quarto.org/docs/get-started/"
-INLINE_MIME = "application/vnd.poisonlab.inline+json"
+INLINE_MIME = "application/vnd.bookrender.inline+json"
 DEFAULT_TIMEOUT = 1800  # seconds per cell: a full-profile sweep may run for minutes
+
+
+def choice(name: str, value, allowed) -> str:
+    """`value` if it is one of `allowed`, else ValueError naming the parameter."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 class RenderError(RuntimeError):
@@ -224,7 +230,7 @@ def setup_source(figure: dict, formats=("png",)) -> str:
     lines += [
         "from matplotlib_inline.backend_inline import set_matplotlib_formats as _plt_formats",
         f"_plt_formats(*{tuple(formats)!r})",
-        "def __poisonlab_inline__(value):",
+        "def __bookrender_inline__(value):",
         "    from IPython import get_ipython",
         "    from IPython.display import display",
         "    bundle = get_ipython().display_formatter.format(value)[0]",
@@ -258,16 +264,16 @@ def build_notebook(chapter: Chapter, config: dict, figure: dict | None = None,
     defaults.update(chapter.source.meta.get("execute") or {})
     figure = figure_options(config) if figure is None else figure
     cells = [v4.new_code_cell(setup_source(figure, formats),
-                              metadata={"poisonlab": {"role": "setup"}})]
+                              metadata={"bookrender": {"role": "setup"}})]
     title = chapter.source.meta.get("title")
     if title:
-        cells.append(v4.new_markdown_cell(f"# {title}", metadata={"poisonlab": {"role": "title"}}))
+        cells.append(v4.new_markdown_cell(f"# {title}", metadata={"bookrender": {"role": "title"}}))
     number = 0
     for block in chapter.source.blocks:
         if block.kind == "markdown":
             for expr, offset in inline_expressions(block.text):
-                cells.append(v4.new_code_cell(f"__poisonlab_inline__(({expr}))", metadata={
-                    "poisonlab": {"role": "inline", "expr": expr,
+                cells.append(v4.new_code_cell(f"__bookrender_inline__(({expr}))", metadata={
+                    "bookrender": {"role": "inline", "expr": expr,
                                   "where": chapter.source.where(block.index + offset)}}))
             cells.append(v4.new_markdown_cell(block.text))
             continue
@@ -279,7 +285,7 @@ def build_notebook(chapter: Chapter, config: dict, figure: dict | None = None,
         options = {**defaults, **block.options}
         cells.append(v4.new_code_cell(block.text, metadata={
             "tags": code_tags(options),
-            "poisonlab": {"role": "code", "cell": number, "where": where, "options": options,
+            "bookrender": {"role": "code", "cell": number, "where": where, "options": options,
                           "own": block.options}}))
     nb = v4.new_notebook(cells=cells)
     nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -302,13 +308,20 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def traceback_places(traceback: list[str]) -> tuple[int | None, str | None]:
-    """From a kernel traceback: the failing line within the cell, and the deepest poisonlab frame."""
+    """From a kernel traceback: the failing line within the cell, and the deepest frame of the
+    project's own code (a file outside Python's libraries and outside this package)."""
+    import sysconfig
+
     text = ANSI.sub("", "\n".join(traceback))
     cell = re.search(r"^Cell In\[\d+\], line (\d+)", text, re.M)
-    package = Path(__file__).resolve().parent
+    libraries = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    libraries.add(Path(__file__).resolve().parent)
     frames = re.findall(r"^File (.+?):(\d+)(?:, in |$)", text, re.M)
-    ours = [f"{display_path(Path(os.path.expanduser(f)))}:{n}" for f, n in frames
-            if Path(os.path.expanduser(f)).resolve().is_relative_to(package)]
+    ours = []
+    for f, n in frames:
+        path = Path(os.path.expanduser(f)).resolve()
+        if path.is_file() and not any(path.is_relative_to(lib) for lib in libraries):
+            ours.append(f"{display_path(path)}:{n}")
     return (int(cell.group(1)) if cell else None), (ours[-1] if ours else None)
 
 
@@ -316,7 +329,7 @@ def cell_error(nb, chapter_path: Path, fallback: str) -> RenderError:
     """The RenderError of the first cell holding an error output: chapter, cell, line, error."""
     for cell in nb.cells:
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        meta = cell.metadata.get("poisonlab", {})
+        meta = cell.metadata.get("bookrender", {})
         if not errors or "raises-exception" in cell.metadata.get("tags", []):
             continue
         error = f"{errors[0].ename}: {errors[0].evalue}".rstrip(": ")
@@ -352,7 +365,7 @@ def run_notebook(nb, cwd: Path, profile: str, timeout: float, chapter_path: Path
     except CellTimeoutError:
         running = next((c for c in nb.cells if c.cell_type == "code" and c.get("execution_count") is None
                         and "skip-execution" not in c.metadata.get("tags", [])), None)
-        meta = running.metadata.get("poisonlab", {}) if running is not None else {}
+        meta = running.metadata.get("bookrender", {}) if running is not None else {}
         raise RenderError(f"{meta.get('where', display_path(chapter_path))}: cell {meta.get('cell', '?')} "
                           f"ran past the timeout of {timeout:g} s per cell") from None
     except CellExecutionError as e:
@@ -361,7 +374,7 @@ def run_notebook(nb, cwd: Path, profile: str, timeout: float, chapter_path: Path
         raise RenderError(f"{display_path(chapter_path)}: the kernel died ({e})") from None
     except NoSuchKernel:
         raise RenderError("no Jupyter kernel named python3: run `python -m ipykernel install --user` "
-                          "in the environment of poisonlab") from None
+                          "in this environment") from None
     except RuntimeError as e:  # the kernel did not start (jupyter_client's "Kernel died before replying")
         raise RenderError(f"{display_path(chapter_path)}: the python3 kernel did not start ({e})") from None
     return nb
@@ -370,7 +383,7 @@ def run_notebook(nb, cwd: Path, profile: str, timeout: float, chapter_path: Path
 def quiet_kernel_arguments() -> list[str]:
     """The kernel's own log (its warning about unencrypted local TCP) is not the chapter's output.
 
-    `make install` puts the flag in the kernelspec already (`poisonlab.kernelspec`); given twice,
+    `make install` puts the flag in the kernelspec already (`bookrender.kernelspec`); given twice,
     ipykernel refuses to start.
     """
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -446,7 +459,7 @@ def figure_cell(label: str, number: str, caption: str, alt: str, images, md: Mar
     caption_html = re.sub(r"^<p>(.*)</p>$", r"\1", caption_html, flags=re.S).replace("\n\n", "\n")
     body = "\n".join([f'<figure id="{label}" class="pl-figure">', *tags,
                       f"<figcaption>{caption_html}</figcaption>", "</figure>"])
-    return nbformat.v4.new_markdown_cell(body, metadata={"poisonlab": {"role": "figure"}})
+    return nbformat.v4.new_markdown_cell(body, metadata={"bookrender": {"role": "figure"}})
 
 
 def asis_markdown(cell) -> str:
@@ -465,7 +478,7 @@ def asis_markdown(cell) -> str:
 
 def finish_code(cell, md: Markdown) -> list:
     """A code cell after execution and the cells it becomes (captions, figures, markdown output)."""
-    options = cell.metadata["poisonlab"]["options"]
+    options = cell.metadata["bookrender"]["options"]
     number = md.code_label(options)
     label = str(options.get("label", ""))
     before, after = [], []
@@ -477,12 +490,12 @@ def finish_code(cell, md: Markdown) -> list:
     if options.get("output") == "asis":
         text = asis_markdown(cell)
         if text.strip():
-            after.append(nbformat.v4.new_markdown_cell(md.inline(text), metadata={"poisonlab": {"role": "asis"}}))
+            after.append(nbformat.v4.new_markdown_cell(md.inline(text), metadata={"bookrender": {"role": "asis"}}))
     if number and label.startswith("tbl-"):
         caption = md.inline(str(options.get("tbl-cap", "")))
         before.append(nbformat.v4.new_markdown_cell(
             f'<div id="{label}" class="pl-caption">\n\nTable {number}: {caption}\n\n</div>',
-            metadata={"poisonlab": {"role": "caption"}}))
+            metadata={"bookrender": {"role": "caption"}}))
     if number and label.startswith("fig-"):
         images = image_outputs(cell)
         if images:
@@ -517,7 +530,7 @@ def finish_notebook(nb, chapter: Chapter, book: Book) -> tuple[nbformat.Notebook
     md = Markdown(counters_for(chapter), chapter.page, labels=book.labels, bib=book.bib, profile=book.profile)
     cells, values = [], []
     for cell in nb.cells:
-        role = cell.metadata.get("poisonlab", {}).get("role")
+        role = cell.metadata.get("bookrender", {}).get("role")
         if role == "setup":
             continue
         if role == "inline":
@@ -550,8 +563,9 @@ def execute_chapter(path, profile: str = "quick", timeout: float = DEFAULT_TIMEO
     a file outside any book is a book of one chapter. A failing cell raises RenderError.
     """
     path = Path(path).resolve()
-    profile = validate.choice("profile", profile, PROFILES)
-    timeout = validate.positive("timeout", timeout)
+    profile = choice("profile", profile, PROFILES)
+    if not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if not path.is_file():
         raise ValueError(f"path: chapter {path} not found")
     if book is None:
@@ -570,7 +584,7 @@ def execute_chapter(path, profile: str = "quick", timeout: float = DEFAULT_TIMEO
     nb = build_notebook(chapter, book.config)
     run_notebook(nb, path.parent, profile, timeout, path)
     nb, unresolved = finish_notebook(nb, chapter, book)
-    nb.metadata["poisonlab"] = {"unresolved": unresolved, "profile": profile}
+    nb.metadata["bookrender"] = {"unresolved": unresolved, "profile": profile}
     return nb
 
 
@@ -655,7 +669,7 @@ def to_html(nb, chapter_dir: Path, nav: str) -> str:
     """
     nb = copy.deepcopy(nb)  # the saved .ipynb keeps its TeX
     for cell in nb.cells:
-        if cell.cell_type == "markdown" and cell.metadata.get("poisonlab", {}).get("role") != "figure":
+        if cell.cell_type == "markdown" and cell.metadata.get("bookrender", {}).get("role") != "figure":
             cell.source = math_to_mathml(cell.source)  # figures: their captions are converted already
         for output in cell.get("outputs", []):
             latex_output_to_mathml(output)
@@ -715,7 +729,7 @@ def render_chapter(chapter: Chapter, book: Book, out: Path, profile: str, timeou
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target.with_suffix(".ipynb"))
     target.write_text(to_html(nb, chapter.source.path.parent, navigation(chapter.page, pages)), encoding="utf-8")
-    return nb.metadata["poisonlab"]["unresolved"]
+    return nb.metadata["bookrender"]["unresolved"]
 
 
 def preview_dir(root: Path, profile: str) -> Path:
@@ -754,8 +768,8 @@ def render_jupyter(root: Path, profile: str, names=None, output=None, timeout: f
 
 def main(engine: str = "auto", profile: str = "full", chapters=None, output=None, to=None) -> int:
     """`poisonlab render`: 0 on success, 1 when a chapter fails; bad input raises ValueError."""
-    engine = validate.choice("engine", engine, ENGINES)
-    profile = validate.choice("profile", profile, PROFILES)
+    engine = choice("engine", engine, ENGINES)
+    profile = choice("profile", profile, PROFILES)
     root = find_root()
     if engine == "auto":
         engine = "quarto" if find_quarto() else "jupyter"

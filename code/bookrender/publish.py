@@ -10,6 +10,7 @@ The output is swapped in only when Quarto succeeded (`outputs`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +30,7 @@ from . import outputs, render
 from .render import Book, Chapter, RenderError, display_path, say
 
 FORMATS = ("retina", "pdf")  # image/png for HTML, application/pdf (vector) for LaTeX
-OUT = "_poisonlab_out"  # Quarto's output folder inside the staged project
+OUT = "_bookrender_out"  # Quarto's output folder inside the staged project
 ASSETS = {".bib", ".csl", ".css", ".scss", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".lua"}
 NOTEBOOK_FORMAT = 1  # bump when the notebook layout changes: old cached notebooks are misses
 
@@ -65,24 +67,57 @@ def _versions() -> dict:
     return out
 
 
+def cache_dir(root: Path) -> Path:
+    """Executed notebooks: $BOOKRENDER_CACHE, else <root>/.cache/notebooks."""
+    folder = os.environ.get("BOOKRENDER_CACHE")
+    return Path(folder).expanduser() if folder else Path(root) / ".cache" / "notebooks"
+
+
+SKIP = {"tests", "benchmarks", "node_modules", "site-packages"}
+
+
+def code_hash(root: Path) -> str:
+    """SHA-256 of the project's Python sources (what the chapters import), this package left out."""
+    root, own = Path(root).resolve(), Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if path.is_relative_to(own) or any(p.startswith((".", "_")) or p in SKIP for p in rel.parts[:-1]):
+            continue
+        h.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def atomic_write(target: Path, text: str) -> None:
+    """Write `text` to `target` through a temporary file in its folder: never a half-written file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def notebook_key(chapter: Chapter, book: Book, profile: str) -> str:
     """Everything an executed chapter depends on, hashed."""
-    from . import cache
-
     files = sorted({str(f) for f, _ in chapter.source.origins} | {str(chapter.source.path)})
     texts = {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files if Path(f).is_file()}
-    parts = {"format": NOTEBOOK_FORMAT, "profile": profile, "files": texts, "package": cache.source_hash(),
+    parts = {"format": NOTEBOOK_FORMAT, "profile": profile, "files": texts, "code": code_hash(book.root),
              "versions": _versions(), "python": sys.version, "figure": figure_options(book.config),
-             "formats": FORMATS, "data": os.environ.get("POISONLAB_DATA"),
+             "formats": FORMATS, "environment": {k: v for k, v in sorted(os.environ.items()) if k.endswith("_DATA")},
              "execute": book.config.get("execute")}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def executed(chapter: Chapter, book: Book, profile: str, timeout: float, use_cache: bool = True):
     """The chapter executed once (from the notebook cache when nothing it depends on changed)."""
-    from . import cache
-
-    path = cache.cache_dir() / "notebooks" / f"{chapter.source.path.stem}-{notebook_key(chapter, book, profile)}.ipynb"
+    path = cache_dir(book.root) / f"{chapter.source.path.stem}-{notebook_key(chapter, book, profile)}.ipynb"
     if use_cache and path.is_file():
         try:
             return nbformat.read(path, as_version=4), True
@@ -91,8 +126,7 @@ def executed(chapter: Chapter, book: Book, profile: str, timeout: float, use_cac
     nb = render.build_notebook(chapter, book.config, figure=figure_options(book.config), formats=FORMATS)
     render.run_notebook(nb, chapter.source.path.parent, profile, timeout, chapter.source.path)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cache.atomic_write(path, nbformat.writes(nb))
+        atomic_write(path, nbformat.writes(nb))
     return nb, False
 
 
@@ -109,7 +143,7 @@ def quarto_notebook(nb, chapter: Chapter) -> nbformat.NotebookNode:
     if meta:
         cells.append(v4.new_raw_cell("---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---"))
     for cell in nb.cells:
-        info = cell.metadata.get("poisonlab", {})
+        info = cell.metadata.get("bookrender", {})
         role = info.get("role")
         if role == "title":
             continue  # the raw front matter cell carries the title

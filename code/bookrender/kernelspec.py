@@ -1,4 +1,4 @@
-"""`python -m poisonlab.kernelspec PREFIX`: the python3 kernel of PREFIX starts without its TCP warning.
+"""`python -m bookrender.kernelspec PREFIX`: the python3 kernel of PREFIX starts without its TCP warning.
 
 ipykernel 7 logs "Kernel is running over TCP without encryption" at every start; Quarto and
 nbclient print it into the render log, where it reads like a problem of the book. The kernel is
@@ -24,10 +24,10 @@ def quiet(prefix) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        print("usage: python -m poisonlab.kernelspec PREFIX", file=sys.stderr)
+        print("usage: python -m bookrender.kernelspec PREFIX", file=sys.stderr)
         raise SystemExit(2)
     try:
         quiet(sys.argv[1])
     except (OSError, ValueError, KeyError) as e:
-        print(f"poisonlab.kernelspec: error: {e}", file=sys.stderr)
+        print(f"bookrender.kernelspec: error: {e}", file=sys.stderr)
         raise SystemExit(2)
