@@ -21,9 +21,11 @@ import os
 import posixpath
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,8 +362,22 @@ def run_notebook(nb, cwd: Path, profile: str, timeout: float, chapter_path: Path
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             extra_arguments=quiet_kernel_arguments(),
                             resources={"metadata": {"path": str(cwd)}})
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # the kernel process's own stderr (its log, C libraries) is kept aside: shown only if it dies
+    log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
     try:
-        client.execute(env=kernel_env(profile))
+        try:
+            client.execute(env=kernel_env(profile), stderr=log)
+        except BaseException:
+            # Ctrl-C or SIGTERM: nbclient's own handler shut the kernel down, and what surfaces is its
+            # cleanup's error; say what happened
+            if getattr(client, "_async_cleanup_kernel_future", None) is not None:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            for sig, handler in handlers.items():  # nbclient leaves the defaults, not the caller's handlers
+                if handler is not None and threading.current_thread() is threading.main_thread():
+                    signal.signal(sig, handler)
     except CellTimeoutError:
         running = next((c for c in nb.cells if c.cell_type == "code" and c.get("execution_count") is None
                         and "skip-execution" not in c.metadata.get("tags", [])), None)
@@ -371,12 +387,17 @@ def run_notebook(nb, cwd: Path, profile: str, timeout: float, chapter_path: Path
     except CellExecutionError as e:
         raise cell_error(nb, chapter_path, f"{e.ename}: {e.evalue}") from None
     except DeadKernelError as e:
-        raise RenderError(f"{display_path(chapter_path)}: the kernel died ({e})") from None
+        log.seek(0)
+        tail = [line for line in log.read().splitlines() if line.strip()][-5:]
+        raise RenderError(f"{display_path(chapter_path)}: the kernel died ({e})"
+                          + ("; its last words:\n" + "\n".join(tail) if tail else "")) from None
     except NoSuchKernel:
         raise RenderError("no Jupyter kernel named python3: run `python -m ipykernel install --user` "
                           "in this environment") from None
     except RuntimeError as e:  # the kernel did not start (jupyter_client's "Kernel died before replying")
         raise RenderError(f"{display_path(chapter_path)}: the python3 kernel did not start ({e})") from None
+    finally:
+        log.close()
     return nb
 
 

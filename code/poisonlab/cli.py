@@ -160,20 +160,25 @@ def _run(args) -> int:
     return 0
 
 
+_signalled: list[int] = []
+
+
 @contextlib.contextmanager
 def _terminated_as_interrupt():
-    """SIGTERM ends a render as Ctrl-C does: staging and kernel cleaned up, exit 130."""
+    """Ctrl-C and SIGTERM end a render alike: staging and kernel cleaned up, exit 130 (see main)."""
     def handler(signum, frame):
+        _signalled.append(signum)
         raise KeyboardInterrupt
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _experiments_needed(argv) -> list | None:
@@ -186,14 +191,33 @@ def _experiments_needed(argv) -> list | None:
     return named[:1] if named else None
 
 
+def _interrupted(error: BaseException) -> bool:
+    """Whether `error` was raised while handling Ctrl-C or SIGTERM (its context chain holds one)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__context__ or error.__cause__
+    return False
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser(_experiments_needed(argv)).parse_args(argv)
         if args.command == "render":
             from bookrender import render
-            with _terminated_as_interrupt():
-                return render.main(engine=args.engine, profile=args.profile, chapters=args.chapters,
-                                   output=args.output, to=args.to)
+            try:
+                with _terminated_as_interrupt():
+                    return render.main(engine=args.engine, profile=args.profile, chapters=args.chapters,
+                                       output=args.output, to=args.to)
+            except Exception as e:
+                if not (_signalled or _interrupted(e)):
+                    raise
+                # nbclient turned the interrupt into its own cleanup error; the kernel is already shut down
+                # and the staging folder removed: exit without its leftover exit-time callbacks
+                print("poisonlab: interrupted", file=sys.stderr, flush=True)
+                os._exit(130)
         return _run(args)
     except UsageError as e:
         print(e, file=sys.stderr)
