@@ -129,3 +129,43 @@ def test_an_interrupted_render_says_so_exits_130_and_keeps_the_previous_book(tmp
     assert err.strip().splitlines()[-1] == "poisonlab: interrupted" and "Traceback" not in err
     assert (previous / "index.html").read_text() == "previous good render"
     assert not [p for p in root.iterdir() if ".staging-" in p.name]
+
+
+def test_a_render_to_one_format_keeps_the_other(tmp_path):
+    root = project(tmp_path / "p")
+    fake = tmp_path / "bin" / "quarto"
+    fake.parent.mkdir()
+    # a stand-in for Quarto that writes what it was asked for (every format, or the one of --to)
+    fake.write_text('#!/bin/sh\nmkdir -p _bookrender_out\n'
+                    'case "$*" in *"--to pdf"*) echo pdf2 > _bookrender_out/book.pdf ;;\n'
+                    '*) echo html1 > _bookrender_out/index.html; echo pdf1 > _bookrender_out/book.pdf ;; esac\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.path.dirname(sys.executable)}{os.pathsep}/usr/bin:/bin"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "poisonlab", "render", "--engine", "quarto",  # noqa: E731
+                                     "--profile", "quick", *a], cwd=root, env=env, capture_output=True, text=True)
+    assert run().returncode == 0
+    result = run("--to", "pdf")
+    assert result.returncode == 0, result.stderr
+    book = root / "_book"
+    assert (book / "index.html").read_text() == "html1\n" and (book / "book.pdf").read_text() == "pdf2\n"
+    assert "executed notebook from the cache" in result.stderr  # one execution served both renders
+
+
+def test_render_flags_are_spelled_in_full(tmp_path):
+    result = poisonlab(project(tmp_path / "p"), "render", "--prof", "quick")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--prof" in result.stderr
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    from poisonlab import cli
+
+    root = project(tmp_path / "p")
+    monkeypatch.chdir(root)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(outputs.tempfile, "mkdtemp", refuse)  # as on a read-only folder (root may write anywhere)
+    assert cli.main(["render", "--engine", "jupyter", "--profile", "quick", "--output", str(tmp_path / "ro")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err[-1:]) == 1 and "--output" in err[-1] and "Permission denied" in err[-1]

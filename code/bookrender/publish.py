@@ -249,6 +249,16 @@ def stage_project(root: Path, book: Book, project: Path) -> dict:
     return renamed
 
 
+def keep_other_formats(old: Path, new: Path) -> None:
+    """A render to one format keeps the other formats' files of the previous book (Quarto alone
+    would clean the output folder: `quarto render --to pdf` deletes the HTML book)."""
+    def copy_missing(src, dst):
+        if not os.path.exists(dst):
+            shutil.copy2(src, dst)
+        return dst
+    shutil.copytree(old, new, dirs_exist_ok=True, copy_function=copy_missing)
+
+
 def quarto_env(profile: str) -> dict:
     env = render.kernel_env(profile)
     env.setdefault("QUARTO_PYTHON", sys.executable)
@@ -286,6 +296,8 @@ def render_book(root: Path, profile: str, output=None, timeout: float = render.D
             log = (result.stdout + result.stderr).strip().splitlines()
             raise RenderError("quarto render failed (exit status %d):\n%s" % (result.returncode, "\n".join(log[-25:])))
         say(f"quarto render ({time.perf_counter() - start:.1f} s)")
+        if to and out.is_dir():
+            keep_other_formats(out, project / OUT)
         outputs.publish(project / OUT, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

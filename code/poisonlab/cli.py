@@ -56,7 +56,7 @@ def build_parser(experiments=None) -> argparse.ArgumentParser:
     sub.required = True
 
     render = sub.add_parser("render", help="render the book (Quarto where installed, else Jupyter)",
-                            description="Render the book to HTML (and PDF with Quarto).")
+                            description="Render the book to HTML (and PDF with Quarto).", allow_abbrev=False)
     render.add_argument("--engine", choices=("auto", "quarto", "jupyter"), default="auto",
                         help="auto: Quarto when on PATH, else the Jupyter engine (default: auto)")
     render.add_argument("--profile", choices=("quick", "full"), default="full",
