@@ -117,8 +117,11 @@ def test_fmt_rejects_bad_digits():
 def test_markdown_table_formats_numbers_and_escapes():
     df = pd.DataFrame({"name": ["a|b", "c"], "value": [0.123456, 2.0], "ok": [True, False], "k": [1, 2]})
     text = book.markdown_table(df).data
-    assert text.splitlines() == ["| name | value | ok | k |", "|:---|---:|:---|---:|",
+    assert text.splitlines() == ["| name | value | ok | k |", "|:---|----:|:---|---:|",
                                  "| a\\|b | 0.123 | yes | 1 |", "| c | 2 | no | 2 |"]
+    # dashes in proportion to the widest entry (at least 4, at most 40): pandoc sizes wide tables by them
+    wide = book.markdown_table(pd.DataFrame({"statement": ["x" * 60], "v": [1.5]})).data.splitlines()[1]
+    assert wide == "|:" + "-" * 39 + "|---:|"
     assert "0.12" in book.markdown_table(df, floatfmt=".2f").data
     assert "| 0.1235 |" in book.markdown_table(df, floatfmt=4).data
     with pytest.raises(ValueError, match="df"):

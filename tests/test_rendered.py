@@ -92,6 +92,34 @@ def test_every_computed_number_appears_in_the_pdf_as_formatted(chapter, pdf_text
     assert not missing, f"{chapter}: {len(missing)} of {len(values)} inline values not in the PDF: {missing[:8]}"
 
 
+def laws_numbers(chapter) -> list[str]:
+    """The predicted and fitted entries of a chapter's laws tables, as its executed notebook shows them."""
+    book = render.load_book(ROOT, profile=PROFILE)
+    nb, _ = publish.executed(book.chapter(chapter), book, PROFILE, render.DEFAULT_TIMEOUT)
+    values = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("data", {}).get("text/markdown", ""))
+            lines = [line for line in text.splitlines() if line.startswith("|")]
+            if not lines or "fitted (95% CI)" not in lines[0]:
+                continue
+            cells = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]  # noqa: E731
+            header = cells(lines[0])
+            for line in lines[2:]:
+                row = dict(zip(header, cells(line)))
+                values += [row["predicted"], row["fitted (95% CI)"]]
+    return values
+
+
+@pytest.mark.parametrize("chapter", [c for c in CHAPTERS if c != "index.qmd"])
+def test_every_laws_table_entry_appears_in_the_pdf(chapter, pdf_text):
+    values = laws_numbers(ROOT / chapter)
+    assert len(values) >= 10, f"{chapter}: no laws table found in its executed notebook"
+    text = flat(pdf_text)
+    missing = [v for v in values if flat(v) not in text]
+    assert not missing, f"{chapter}: {len(missing)} of {len(values)} laws-table entries not in the PDF: {missing[:6]}"
+
+
 def test_the_numbers_quarto_once_mangled_are_intact(pdf_text):
     # rendered as a plain str, 0.0632 became "00632" and -0.293 lost its sign; the PDF must hold the
     # chapter's decimals and negative numbers as computed, and not their mangled forms

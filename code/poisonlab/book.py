@@ -207,10 +207,14 @@ def markdown_table(df, floatfmt=None, *, index=None):
     header = [str(c) for c in table.columns]
     numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
                for c in table.columns]
+    rows = [[_cell(v, floatfmt) for v in row] for row in table.itertuples(index=False)]
+    # pandoc sizes the columns of a wide table by the dashes of this line: give each column its share
+    # of the widest entry (a word or a few digits at least), or narrow text columns wrap letter by letter
+    widths = [min(40, max(4, len(h), *(len(r[i]) for r in rows))) for i, h in enumerate(header)]
     lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
-             "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v, floatfmt) for v in row) + " |")
+             "|" + "|".join(("-" * (w - 1) + ":") if n else (":" + "-" * (w - 1))
+                            for n, w in zip(numeric, widths)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return Markdown("\n".join(lines) + "\n")
 
 
