@@ -459,7 +459,7 @@ def shortcodes(text: str) -> str:
 def fence(text: str, attributes: str) -> str:
     """`text` as a fenced code block, its fence longer than any backtick run inside it."""
     ticks = "`" * max(3, 1 + max(map(len, re.findall(r"`+", text)), default=0))
-    return f"{ticks} {attributes}\n{text.rstrip()}\n{ticks}"
+    return f"{ticks}{attributes}\n{text.rstrip()}\n{ticks}"
 
 
 def quoted(text) -> str:
@@ -609,7 +609,7 @@ def page_html(markdown: str, chapter: Chapter, book: Book, labels: dict, before:
         hrefs = {k: {**t, "href": ("" if t["page"] == chapter.page else posixpath.relpath(t["page"], here)) + f"#{k}"}
                  for k, t in labels.items()}
         (tmp / "labels.json").write_text(json.dumps(hrefs), encoding="utf-8")
-        args = ["-t", "html5", "--standalone", "--embed-resources", "--mathml", "-o", str(tmp / "page.html"),
+        args = ["-t", "html5", "--standalone", "--embed-resources", "--mathml", "--wrap=none", "-o", str(tmp / "page.html"),
                 "-M", f"bookrender-labels={tmp / 'labels.json'}", "-M", f"pagetitle={chapter_heading(chapter)}",
                 "-M", "link-citations=true", "-V", f"header-includes={CSS}", "-V", f"include-before={before}",
                 "-V", f"include-after={after}"]
