@@ -67,8 +67,13 @@ local function xref(cit)
     table.insert(unresolved, "@" .. id)
     return pandoc.Strong(pandoc.Str("?@" .. id))
   end
+  local section = target.kind == "sec" or target.kind == "chapter"
   local text = target.number ~= "" and target.number or target.title
-  if cit.mode ~= "SuppressAuthor" then text = KIND[target.kind] .. "\u{a0}" .. text end
+  if section and not chapter then  -- an unnumbered chapter refers to sections by title, as Quarto does
+    text = target.title
+  elseif cit.mode ~= "SuppressAuthor" then
+    text = KIND[target.kind] .. "\u{a0}" .. text
+  end
   return pandoc.Link(text, target.href, "", {class = "quarto-xref"})
 end
 
@@ -99,8 +104,9 @@ return {
        number = table.concat(sections, ".", 1, h.level)
      end
      if h.identifier ~= "" then
+       local title = (h.level == 1 and number ~= "") and (number .. "\u{a0} ") or ""
        found[h.identifier] = {number = number, kind = h.level == 1 and "chapter" or "sec",
-                              title = stringify(h.content), href = "#" .. h.identifier}
+                              title = title .. stringify(h.content), href = "#" .. h.identifier}
      end
    end,
    Figure = function(fig)

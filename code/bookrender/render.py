@@ -606,8 +606,8 @@ def page_html(markdown: str, chapter: Chapter, book: Book, labels: dict, before:
     here = posixpath.dirname(chapter.page) or "."
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        hrefs = {k: {**t, "href": ("" if t["page"] == chapter.page else posixpath.relpath(t["page"], here)) + f"#{k}"}
-                 for k, t in labels.items()}
+        hrefs = {k: {**t, "href": f"#{k}" if t["page"] == chapter.page else posixpath.relpath(t["page"], here)
+                     + ("" if t["kind"] == "chapter" else f"#{k}")} for k, t in labels.items()}  # as Quarto links
         (tmp / "labels.json").write_text(json.dumps(hrefs), encoding="utf-8")
         args = ["-t", "html5", "--standalone", "--embed-resources", "--mathml", "--wrap=none", "-o", str(tmp / "page.html"),
                 "-M", f"bookrender-labels={tmp / 'labels.json'}", "-M", f"pagetitle={chapter_heading(chapter)}",
