@@ -61,7 +61,7 @@ FILES = {
     "index.qmd": """\
         # Preface {.unnumbered}
 
-        This book starts in @sec-alpha, after @frenay2014classification.
+        This book starts in @sec-alpha (@sec-alpha-setup, @fig-line), after @frenay2014classification.
         """,
     "report/alpha.qmd": '''\
         # Alpha {#sec-alpha}
@@ -157,7 +157,9 @@ def test_the_expected_numbers_and_accents(books, capsys):
         for name in ("Frénay", "Muñoz-González", "Mądry"):
             assert name in html.unescape(page), (out, name)
     index = facts((jupyter / "index.html").read_text(encoding="utf-8"))
-    assert index["references"] == [("report/alpha.html", "1 Alpha")] and index["citations"] == ["Frénay and Verleysen (2014)"]
+    assert index["references"] == [("report/alpha.html", "1 Alpha"), ("report/alpha.html#sec-alpha-setup", "Setup"),
+                                   ("report/alpha.html#fig-line", "Figure 1.1")]  # sections by title in a preface
+    assert index["citations"] == ["Frénay and Verleysen (2014)"]
 
 
 def test_the_jupyter_engine_reuses_the_executed_notebooks(books, capsys):

@@ -259,8 +259,8 @@ def test_plain_inline_values_are_escaped_like_quarto():
 def test_bibtex_reader_for_the_lint(tmp_path):
     (tmp_path / "r.bib").write_text(BIB + "@misc{three, author = {A, B and C, D and E, F}, year = {2020}}\n")
     bib = render.read_bib(tmp_path / "r.bib")
-    assert bib["koh2017influence"]["title"] == "Understanding Black-box Predictions via Influence Functions"
-    assert set(bib) == {"huber1964robust", "koh2017influence", "three"} and bib["three"]["year"] == "2020"
+    assert bib == {"huber1964robust": {"type": "article"}, "koh2017influence": {"type": "inproceedings"},
+                   "three": {"type": "misc"}}
 
 
 def page(markdown: str, number, page="report/two.html", labels=None, tmp_path=None):
@@ -409,7 +409,7 @@ def test_sections_equations_and_cross_references_are_numbered(mini):
     assert '<a href="../index.html">the preface</a>' in html  # links to .qmd files become pages
     index = mini["index"]
     assert '<h1 class="unnumbered" id="preface">Preface</h1>' in index
-    assert xref("report/one.html#sec-one-intro", "Section 1.1") in index
+    assert xref("report/one.html#sec-one-intro", "Introduction") in index  # by title in a preface, as Quarto
     assert xref("report/one.html#fig-one-line", "Figure 1.1") in index
     assert "and " + xref("report/one.html#tbl-one-table", "1.1") in index  # [-@tbl-...]: number only
     assert '<a href="report/one.html">the chapter</a>' in index

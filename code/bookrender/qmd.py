@@ -263,84 +263,21 @@ def without_fences(text: str) -> str:
     return "\n".join(out)
 
 
-def parse_attributes(text: str) -> tuple[str | None, list[str], dict]:
-    """Pandoc attributes `#id .class key="value"` (braces optional): (id, classes, key-values)."""
-    text = text.strip()
-    if text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-    ident, classes, values = None, [], {}
-    for m in re.finditer(r"""(#[^\s}]+)|(\.[^\s}]+)|([\w-]+)=("[^"]*"|'[^']*'|\S+)|(\S+)""", text):
-        if m.group(1):
-            ident = m.group(1)[1:]
-        elif m.group(2):
-            classes.append(m.group(2)[1:])
-        elif m.group(3):
-            values[m.group(3)] = m.group(4).strip("\"'")
-        elif m.group(5) == "-":
-            classes.append("unnumbered")
-        elif m.group(5):
-            classes.append(m.group(5))
-    return ident, classes, values
-
-
 # ----------------------------------------------------------------------------------------------
-# Bibliography: a small BibTeX reader (the lint checks citation keys; pandoc formats them)
-# ----------------------------------------------------------------------------------------------
-
-def _bib_value(text: str, i: int) -> tuple[str, int]:
-    """The field value starting at text[i] ({...}, "..." or a bare word) and the index after it."""
-    if text[i] == "{":
-        depth, j = 0, i
-        while j < len(text):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            if depth == 0:
-                return text[i + 1:j], j + 1
-            j += 1
-        raise ValueError("unbalanced braces")
-    if text[i] == '"':
-        j = text.index('"', i + 1)
-        return text[i + 1:j], j + 1
-    m = re.compile(r"[^,}\s]+").match(text, i)
-    return m.group(0), m.end()
-
-
-def read_bib(path) -> dict[str, dict]:
-    """Entries of a BibTeX file: {key: {"type": ..., field: value}} (fields lower-case)."""
-    text = Path(path).read_text(encoding="utf-8")
-    entries = {}
-    for m in re.finditer(r"@(\w+)\s*\{\s*([^,\s]+)\s*,", text):
-        kind = m.group(1).lower()
-        if kind in ("comment", "string", "preamble"):
-            continue
-        entry, i = {"type": kind}, m.end()
-        while True:
-            f = re.compile(r"\s*(?:,\s*)?([\w-]+)\s*=\s*").match(text, i)
-            if not f:
-                break
-            try:
-                value, i = _bib_value(text, f.end())
-            except ValueError:
-                raise ValueError(f"{path}: entry {m.group(2)}: unbalanced braces") from None
-            entry[f.group(1).lower()] = clean_tex(value)
-        entries[m.group(2)] = entry
-    return entries
-
-
-def clean_tex(text: str) -> str:
-    """BibTeX text as plain text: braces and simple accent commands dropped, whitespace collapsed."""
-    text = re.sub(r"\\[`'^\"~=.uvHckrb]\s*\{?(\w)\}?", r"\1", text)
-    text = re.sub(r"\\(&|%|\$|_)", r"\1", text)
-    text = text.replace("--", "–").replace("{", "").replace("}", "")
-    return re.sub(r"\s+", " ", text).strip()
-
-
-# ----------------------------------------------------------------------------------------------
-# Chapters and citations
+# Chapters, citations and the bibliography's keys (pandoc reads and formats the bibliography)
 # ----------------------------------------------------------------------------------------------
 
 KEY = r"[A-Za-z0-9_](?:[\w:.#$%&+?<>~/-]*[\w])?"
 CITATION = re.compile(r"(?<![\w\\@])(-?)@(" + KEY + ")")
 HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)(?:[ \t]+(\{[^{}]*\}))?[ \t]*#*[ \t]*$")
+BIB_ENTRY = re.compile(r"@(\w+)\s*\{\s*([^,\s]+)\s*,")
+
+
+def read_bib(path) -> dict[str, dict]:
+    """The entries of a BibTeX file, by key: {key: {"type": entry type}} (for the lint)."""
+    found = BIB_ENTRY.finditer(Path(path).read_text(encoding="utf-8"))
+    return {m.group(2): {"type": m.group(1).lower()} for m in found
+            if m.group(1).lower() not in ("comment", "string", "preamble")}
 
 
 def chapter_title(source: Source) -> tuple[str, bool]:
@@ -353,6 +290,6 @@ def chapter_title(source: Source) -> tuple[str, bool]:
             continue
         for line in without_fences(block.text).split("\n"):
             if (m := HEADING.match(line)) and len(m.group(1)) == 1:
-                classes = parse_attributes(m.group(3) or "")[1]
-                return m.group(2), numbered and "unnumbered" not in classes
+                unnumbered = re.search(r"(^|[{\s])(\.unnumbered|-)([}\s]|$)", m.group(3) or "")
+                return m.group(2), numbered and not unnumbered
     return source.path.stem.replace("-", " ").capitalize(), numbered

@@ -30,8 +30,8 @@ import yaml
 from .qmd import (  # noqa: F401
     display_path, FENCE, EXECUTABLE, INCLUDE, OPTION, Block, Source, fence_close, split_front_matter,
     include_target, expand_includes, parse_options, split_blocks, read_qmd, BACKTICKS, INLINE_EXPR,
-    DISPLAY_MATH, INLINE_MATH, code_spans, inline_expressions, without_fences, parse_attributes, read_bib,
-    clean_tex, KEY, CITATION, HEADING, chapter_title,
+    DISPLAY_MATH, INLINE_MATH, code_spans, inline_expressions, without_fences, read_bib, KEY, CITATION,
+    HEADING, chapter_title,
 )
 
 ENGINES = ("auto", "quarto", "jupyter")
@@ -109,7 +109,6 @@ def chapters(root) -> list[Path]:
 def find_quarto() -> str | None:
     """The `quarto` executable on PATH, or None."""
     return shutil.which("quarto")
-
 
 
 
@@ -214,19 +213,10 @@ def setup_source(figure: dict, formats=("png",)) -> str:
 
 
 def code_tags(options: dict) -> list[str]:
-    """nbclient/nbconvert tags for Quarto's cell options."""
-    tags = []
-    if options.get("include") is False:
-        tags.append("remove_cell")
-    if options.get("echo") is False:
-        tags.append("remove_input")
-    if options.get("output") is False:
-        tags.append("remove_output")
-    if options.get("eval") is False:
-        tags.append("skip-execution")
-    if options.get("error") is True:
-        tags.append("raises-exception")
-    return tags
+    """Tags of Quarto's cell options: nbclient's (eval: false, error: true) and the hiding ones."""
+    tags = {"include": (False, "remove_cell"), "echo": (False, "remove_input"), "output": (False, "remove_output"),
+            "eval": (False, "skip-execution"), "error": (True, "raises-exception")}
+    return [tag for key, (value, tag) in tags.items() if options.get(key) is value]
 
 
 def build_notebook(chapter: Chapter, config: dict, figure: dict | None = None,
@@ -404,7 +394,6 @@ def substitute_inline(text: str, values: list[str]) -> str:
     return "".join(pieces) + text[pos:]
 
 
-
 def execute_chapter(path, profile: str = "quick", timeout: float = DEFAULT_TIMEOUT, *,
                     book: Book | None = None, use_cache: bool = False) -> nbformat.NotebookNode:
     """Execute one chapter in a Jupyter kernel: the executed notebook, with its unresolved references
@@ -415,17 +404,13 @@ def execute_chapter(path, profile: str = "quick", timeout: float = DEFAULT_TIMEO
     """
     from . import publish
 
-    path = Path(path).resolve()
-    profile = choice("profile", profile, PROFILES)
+    path, profile = Path(path).resolve(), choice("profile", profile, PROFILES)
     if not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if not path.is_file():
         raise ValueError(f"path: chapter {path} not found")
     if book is None:
-        try:
-            root = find_root(path.parent)
-        except ValueError:
-            root = path.parent
+        root = next((f for f in path.parents if (f / "_quarto.yml").is_file()), path.parent)
         try:
             book = load_book(root, profile=profile, missing_ok=True)
             book.chapter(path)
@@ -449,11 +434,8 @@ IMAGES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 
 def shortcodes(text: str) -> str:
     """{{< pagebreak >}} dropped, escaped {{{< x >}}} shown as {{< x >}} (includes are read earlier)."""
-    def shortcode(m):
-        if m.group(1) and m.group(4):
-            return "{{< " + (m.group(2) + m.group(3)).strip() + " >}}"
-        return "" if m.group(2) == "pagebreak" else m.group(0)
-    return SHORTCODE.sub(shortcode, text)
+    return SHORTCODE.sub(lambda m: "{{< " + (m.group(2) + m.group(3)).strip() + " >}}" if m.group(1) and m.group(4)
+                         else "" if m.group(2) == "pagebreak" else m.group(0), text)
 
 
 def fence(text: str, attributes: str) -> str:
@@ -462,39 +444,29 @@ def fence(text: str, attributes: str) -> str:
     return f"{ticks}{attributes}\n{text.rstrip()}\n{ticks}"
 
 
-def quoted(text) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def output_markdown(output, options: dict, image: Path, figure: str | None) -> str:
     """One output of a code cell as markdown; an image is written to `image` (its suffix set here)."""
-    kind, asis = output.get("output_type"), options.get("output") == "asis"
+    kind, data = output.get("output_type"), output.get("data", {})
     if kind == "stream":
-        if output.get("name") == "stderr" and options.get("warning") is False:
+        name, text = output.get("name"), ANSI.sub("", output.get("text", ""))
+        if name == "stderr" and options.get("warning") is False:
             return ""
-        text = ANSI.sub("", output.get("text", ""))
-        return text if asis and output.get("name") == "stdout" else fence(text, "{.cell-output-" + output.get("name", "stdout") + "}")
+        return text if name == "stdout" and options.get("output") == "asis" else fence(text, f"{{.cell-output-{name}}}")
     if kind == "error":
         return fence(ANSI.sub("", "\n".join(output.get("traceback", []))), "{.cell-output-error}")
-    data = output.get("data", {})
     if "text/markdown" in data:
         return "".join(data["text/markdown"])
-    mime = next((m for m in IMAGES if m in data), None)
-    if mime:
-        payload = "".join(data[mime])
-        image = image.with_suffix("." + IMAGES[mime])
+    if (mime := next((m for m in IMAGES if m in data), None)):
+        payload, image = "".join(data[mime]), image.with_suffix("." + IMAGES[mime])
         image.write_bytes(payload.encode() if mime == "image/svg+xml" else base64.b64decode(payload))
         width = (output.get("metadata", {}).get(mime) or {}).get("width")
-        attributes = [f"#{figure}", f"fig-alt={quoted(options.get('fig-alt', options.get('fig-cap', '')))}"] \
-            if figure else []
-        attributes += [f"width={width}"] if width else []
-        caption = options.get("fig-cap", "") if figure else ""
-        return f"![{caption}]({image.as_posix()}){{{' '.join(attributes)}}}"
+        alt = str(options.get("fig-alt", options.get("fig-cap", ""))).replace("\\", "\\\\").replace('"', '\\"')
+        attributes = ([f'#{figure} fig-alt="{alt}"'] if figure else []) + ([f"width={width}"] if width else [])
+        return f"![{options.get('fig-cap', '') if figure else ''}]({image.as_posix()}){{{' '.join(attributes)}}}"
     if "text/html" in data:
         return fence("".join(data["text/html"]), "{=html}")
-    latex = "".join(data.get("text/latex", "")).strip()
-    if (m := re.fullmatch(r"\$\$?(.+?)\$?\$", latex, re.S)):
-        return f"$${m.group(1).strip()}$$"
+    if (m := re.fullmatch(r"\$\$?(.+?)\$?\$", "".join(data.get("text/latex", "")).strip(), re.S)):
+        return f"$${m.group(1).strip()}$$"  # sympy's display: math for pandoc's MathML
     text = "".join(data.get("text/plain", ""))
     return fence(text, "{.cell-output-display}") if text else ""
 
@@ -509,10 +481,8 @@ def cell_markdown(cell, folder: Path, name: str) -> str:
     if options.get("output") is not False:
         figure = label if label.startswith("fig-") else None
         for k, output in enumerate(cell.get("outputs", [])):
-            text = output_markdown(output, options, folder / f"{name}-{k}", figure)
-            if text.startswith("!["):
-                figure = None  # the first image is the figure
-            parts.append(text)
+            parts.append(output_markdown(output, options, folder / f"{name}-{k}", figure))
+            figure = None if parts[-1].startswith("![") else figure  # the first image is the figure
         if label.startswith("tbl-"):
             parts.append(f": {options.get('tbl-cap', '')} {{#{label}}}")
     return "\n\n".join(p.strip("\n") for p in parts if p.strip())
@@ -528,7 +498,7 @@ def chapter_markdown(nb, chapter: Chapter, folder: Path) -> str:
         elif role == "title":  # the front matter's title: the chapter heading
             parts.append(f"# {chapter.title}")
         elif cell.cell_type == "markdown":
-            parts.append(shortcodes(substitute_inline(cell.source, values) if values else cell.source))
+            parts.append(shortcodes(substitute_inline(cell.source, values)))
             values = []
         elif role == "code":
             parts.append(cell_markdown(cell, folder, f"cell-{i}"))
@@ -539,14 +509,13 @@ def skeleton(chapter: Chapter) -> str:
     """The chapter unexecuted, enough for its labels: headings, equations, figures and tables."""
     parts = [f"# {chapter.title}"] if chapter.source.meta.get("title") else []
     for block in chapter.source.blocks:
-        label = str(block.options.get("label", ""))
+        label, shown = str(block.options.get("label", "")), False not in (block.options.get("include"),
+                                                                         block.options.get("output"))
         if block.kind == "markdown":
             parts.append(shortcodes(substitute_inline(block.text, ["0"] * len(inline_expressions(block.text)))))
-        elif block.options.get("include") is False or block.options.get("output") is False:
-            continue
-        elif label.startswith("fig-"):
+        elif shown and label.startswith("fig-"):
             parts.append(f"![figure](figure.png){{#{label}}}")
-        elif label.startswith("tbl-"):
+        elif shown and label.startswith("tbl-"):
             parts.append(f"| x |\n|---|\n| 0 |\n\n: table {{#{label}}}")
     return "\n\n".join(parts) + "\n"
 
@@ -568,24 +537,22 @@ math { font-family: "STIX Two Math", "Latin Modern Math", "Cambria Math", math; 
 </style>"""
 
 
-def pandoc(markdown: str, chapter: Chapter, book: Book, args: list, report: Path) -> tuple[dict, str]:
-    """Run pandoc with crossref.lua on `markdown` in the chapter's folder: (the filter's report, stderr)."""
+def pandoc(markdown: str, chapter: Chapter, book: Book, args: list, report: Path) -> tuple[dict, list, str]:
+    """pandoc + crossref.lua on `markdown`, in the chapter's folder: (labels found, unresolved, stderr)."""
     try:
         import pypandoc
-        command = [pypandoc.get_pandoc_path(), "-f", "markdown", "--lua-filter", str(FILTER),
-                   "-M", f"bookrender-page={chapter.page}", "-M", f"bookrender-profile={book.profile or ''}",
+        command = [pypandoc.get_pandoc_path(), "-f", "markdown", "--lua-filter", str(FILTER), "-M",
+                   f"bookrender-page={chapter.page}", "-M", f"bookrender-profile={book.profile or ''}",
                    "-M", f"bookrender-report={report}", *args]
     except (ImportError, OSError) as e:
         raise RenderError(f"pandoc not found ({e}): pip install pypandoc-binary") from None
-    if chapter.number:
-        command += ["-M", f"bookrender-chapter={chapter.number}"]
+    command += ["-M", f"bookrender-chapter={chapter.number}"] if chapter.number else []
     result = subprocess.run(command, input=markdown, cwd=chapter.source.path.parent, capture_output=True,
                             text=True, encoding="utf-8")
     if result.returncode:
         raise RenderError(f"{display_path(chapter.source.path)}: pandoc failed: {result.stderr.strip()}")
     found = json.loads(report.read_text(encoding="utf-8"))
-    return {k: v if isinstance(v, dict) else {} for k, v in found.items()} | {
-        "unresolved": found.get("unresolved") or []}, result.stderr
+    return found["labels"] or {}, found["unresolved"] or [], result.stderr
 
 
 def collect_labels(book: Book) -> dict:
@@ -593,10 +560,9 @@ def collect_labels(book: Book) -> dict:
     labels = {}
     with tempfile.TemporaryDirectory() as tmp:
         for chapter in book.chapters:
-            found, _ = pandoc(skeleton(chapter), chapter, book, ["-t", "json", "-o", os.devnull],
-                              Path(tmp) / "report.json")
-            for label, target in found["labels"].items():
-                labels.setdefault(label, {**target, "page": chapter.page})
+            found, _, _ = pandoc(skeleton(chapter), chapter, book, ["-t", "json", "-o", os.devnull],
+                                 Path(tmp) / "report.json")
+            labels.update({k: {**v, "page": chapter.page} for k, v in found.items() if k not in labels})
     return labels
 
 
@@ -609,34 +575,29 @@ def page_html(markdown: str, chapter: Chapter, book: Book, labels: dict, before:
         hrefs = {k: {**t, "href": f"#{k}" if t["page"] == chapter.page else posixpath.relpath(t["page"], here)
                      + ("" if t["kind"] == "chapter" else f"#{k}")} for k, t in labels.items()}  # as Quarto links
         (tmp / "labels.json").write_text(json.dumps(hrefs), encoding="utf-8")
-        args = ["-t", "html5", "--standalone", "--embed-resources", "--mathml", "--wrap=none", "-o", str(tmp / "page.html"),
-                "-M", f"bookrender-labels={tmp / 'labels.json'}", "-M", f"pagetitle={chapter_heading(chapter)}",
-                "-M", "link-citations=true", "-V", f"header-includes={CSS}", "-V", f"include-before={before}",
-                "-V", f"include-after={after}"]
-        if book.config.get("lang"):
-            args += ["-M", f"lang={book.config['lang']}"]
-        if chapter.number:
-            args += ["--number-sections", f"--number-offset={chapter.number - 1}"]
+        args = ["-t", "html5", "--standalone", "--embed-resources", "--mathml", "--wrap=none", "-o",
+                str(tmp / "page.html"), "-M", f"bookrender-labels={tmp / 'labels.json'}", "-M",
+                f"pagetitle={chapter_heading(chapter)}", "-M", "link-citations=true", "-V", f"header-includes={CSS}",
+                "-V", f"include-before={before}", "-V", f"include-after={after}"]
+        args += ["-M", f"lang={book.config['lang']}"] if book.config.get("lang") else []
+        args += ["--number-sections", f"--number-offset={chapter.number - 1}"] if chapter.number else []
         if book.bibliography:
             args += ["--citeproc", *(f"--bibliography={p}" for p in book.bibliography)]
             args += [f"--csl={book.root / book.config['csl']}"] if book.config.get("csl") else []
-        found, stderr = pandoc(markdown, chapter, book, args, tmp / "report.json")
+        _, unresolved, stderr = pandoc(markdown, chapter, book, args, tmp / "report.json")
         missing = [f"@{key}" for key in re.findall(r"[Cc]itation (\S+) not found", stderr)]
-        return (tmp / "page.html").read_text(encoding="utf-8"), found["unresolved"] + missing
+        return (tmp / "page.html").read_text(encoding="utf-8"), unresolved + missing
 
 
 def navigation(page: str, pages: list[tuple[str, str]]) -> str:
     """Links to the contents, the previous and the next chapter, relative to `page`."""
-    here = posixpath.dirname(page) or "."
-    rel = lambda p: posixpath.relpath(p, here)  # noqa: E731
-    links = [f'<a href="{rel("index.html")}">Contents</a>']
-    names = [p for p, _ in pages]
-    if page in names:
-        i = names.index(page)
-        if i > 0:
-            links.append(f'<a href="{rel(pages[i - 1][0])}">← {html.escape(pages[i - 1][1])}</a>')
-        if i + 1 < len(pages):
-            links.append(f'<a href="{rel(pages[i + 1][0])}">{html.escape(pages[i + 1][1])} →</a>')
+    rel = lambda p: posixpath.relpath(p, posixpath.dirname(page) or ".")  # noqa: E731
+    links, names = [f'<a href="{rel("index.html")}">Contents</a>'], [p for p, _ in pages]
+    i = names.index(page) if page in names else None
+    if i:
+        links.append(f'<a href="{rel(pages[i - 1][0])}">← {html.escape(pages[i - 1][1])}</a>')
+    if i is not None and i + 1 < len(pages):
+        links.append(f'<a href="{rel(pages[i + 1][0])}">{html.escape(pages[i + 1][1])} →</a>')
     return f'<nav class="pl-nav">{" ".join(links)}</nav>'
 
 
@@ -646,8 +607,7 @@ def chapter_heading(chapter: Chapter) -> str:
 
 def contents_markdown(book: Book) -> str:
     """The table of contents of index.html: one link per chapter."""
-    items = [f"- [{chapter_heading(c)}]({c.page})" for c in book.chapters]
-    return "## Contents {.unnumbered}\n\n" + "\n".join(items) + "\n"
+    return "## Contents {.unnumbered}\n\n" + "".join(f"- [{chapter_heading(c)}]({c.page})\n" for c in book.chapters)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -660,12 +620,8 @@ def say(message: str) -> None:
 
 def select_chapters(book: Book, names) -> list[Chapter]:
     """The chapters named on the command line (all when none), in book order."""
-    if not names:
-        return list(book.chapters)
-    wanted = [Path(n).resolve() for n in names]
-    for path in wanted:
-        book.chapter(path)  # raises ValueError naming `chapters`
-    return [c for c in book.chapters if c.source.path in wanted]
+    wanted = [book.chapter(n).source.path for n in names or []]  # book.chapter raises naming `chapters`
+    return [c for c in book.chapters if not names or c.source.path in wanted]
 
 
 def render_chapter(chapter: Chapter, book: Book, out: Path, profile: str, timeout: float, labels: dict,
@@ -676,14 +632,12 @@ def render_chapter(chapter: Chapter, book: Book, out: Path, profile: str, timeou
     nb, cached = publish.executed(chapter, book, profile, timeout)
     with tempfile.TemporaryDirectory() as tmp:
         markdown = chapter_markdown(nb, chapter, Path(tmp))
-        if chapter.page == "index.html":
-            markdown += "\n" + contents_markdown(book)
+        markdown += "\n" + contents_markdown(book) if chapter.page == "index.html" else ""
         nav = navigation(chapter.page, pages)
         page, unresolved = page_html(markdown, chapter, book, labels, nav, nav)
-    target = out / chapter.page
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, target.with_suffix(".ipynb"))
-    target.write_text(page, encoding="utf-8")
+    (out / chapter.page).parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, (out / chapter.page).with_suffix(".ipynb"))
+    (out / chapter.page).write_text(page, encoding="utf-8")
     return unresolved, cached
 
 
