@@ -533,6 +533,7 @@ body { max-width: 52rem; }
 .callout-important { border-color: #D55E00; background: #fdf4ef; }
 figure { text-align: center; } figure img { max-width: 100%; height: auto; }
 figcaption, caption { font-size: 0.92rem; text-align: left; }
+pre > code.sourceCode, pre > code { white-space: pre-wrap; }  /* code-overflow: wrap */
 math { font-family: "STIX Two Math", "Latin Modern Math", "Cambria Math", math; }
 </style>"""
 
