@@ -10,7 +10,6 @@ import html
 import re
 import shutil
 import textwrap
-from pathlib import Path
 
 import pytest
 

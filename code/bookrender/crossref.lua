@@ -16,24 +16,18 @@ local function item(kind, id)
   return number
 end
 
-local function words(text)
-  local set = {}
-  for w in (text or ""):gmatch("[^,%s]+") do set[w] = true end
-  return set
+local function names(list, current)  -- whether a when-/unless- list names the current format or profile
+  for w in (list or ""):gmatch("[^,%s]+") do if current[w] then return true end end
+  return false
 end
 
 local function shown(div)  -- nil: not conditional content; else whether this page shows it
   local visible, hidden = div.classes:includes("content-visible"), div.classes:includes("content-hidden")
   if not (visible or hidden) then return nil end
-  local now, match = {["when-format"] = {html = true, html5 = true}, ["when-profile"] = {[profile] = true}}, true
-  for key, current in pairs(now) do
-    local unless = key:gsub("when", "unless")
-    if div.attributes[key] then
-      local any = false
-      for w in pairs(words(div.attributes[key])) do any = any or current[w] == true end
-      match = match and any
-    end
-    for w in pairs(words(div.attributes[unless])) do match = match and not current[w] end
+  local match = true
+  for key, current in pairs({format = {html = true, html5 = true}, profile = {[profile] = true}}) do
+    local when, unless = div.attributes["when-" .. key], div.attributes["unless-" .. key]
+    match = match and (when == nil or names(when, current)) and not names(unless, current)
   end
   return (visible and match) or (hidden and not match)
 end

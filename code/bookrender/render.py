@@ -28,10 +28,8 @@ import yaml
 
 # the .qmd reader lives in qmd; lint and the tests use these names through render
 from .qmd import (  # noqa: F401
-    display_path, FENCE, EXECUTABLE, INCLUDE, OPTION, Block, Source, fence_close, split_front_matter,
-    include_target, expand_includes, parse_options, split_blocks, read_qmd, BACKTICKS, INLINE_EXPR,
-    DISPLAY_MATH, INLINE_MATH, code_spans, inline_expressions, without_fences, read_bib, KEY, CITATION,
-    HEADING, chapter_title,
+    CITATION, DISPLAY_MATH, INCLUDE, INLINE_EXPR, INLINE_MATH, Block, Source, chapter_title, code_spans, display_path,
+    include_target, inline_expressions, read_bib, read_qmd, split_blocks, without_fences,
 )
 
 ENGINES = ("auto", "quarto", "jupyter")
