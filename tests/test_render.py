@@ -292,6 +292,12 @@ def test_numbering_references_callouts_and_profiles_without_a_kernel(tmp_path):
 
         : Tab. {#tbl-t}
 
+        ::: {#tbl-div}
+        Any content.
+
+        A div table.
+        :::
+
         ::: {.callout-warning title="Careful *here*"}
         Body.
         :::
@@ -322,7 +328,7 @@ def test_numbering_references_callouts_and_profiles_without_a_kernel(tmp_path):
     assert '<a href="other.html#x">a</a>' in html
     assert "\\qquad(2.1)" in html and '<span id="eq-ab">' in html
     assert "<figcaption>Figure\u00a02.1: A cap</figcaption>" in html and 'alt="Alt"' in html
-    assert "<caption>Table\u00a02.1: Tab.</caption>" in html
+    assert "<caption>Table\u00a02.1: Tab.</caption>" in html and "<p>Table\u00a02.2: A div table.</p>" in html
     assert '<div class="callout callout-warning">' in html and "<strong>Careful <em>here</em></strong>" in html
     assert "Quick text." in html and "Full-only" not in html and "Not in HTML" not in html
 
@@ -562,3 +568,6 @@ def test_tex_only_outputs_such_as_sympy_become_display_math(tmp_path):
     assert render.output_markdown(output, {}, tmp_path / "x", None) == "$$\\displaystyle \\frac{\\sigma^{2}}{n - d - 1}$$"
     rich = {"output_type": "display_data", "data": {"text/latex": "$x$", "text/html": "<b>x</b>"}}
     assert render.output_markdown(rich, {}, tmp_path / "x", None) == "```{=html}\n<b>x</b>\n```"
+    cell = nbformat.v4.new_code_cell("df", outputs=[nbformat.v4.new_output("execute_result", rich["data"])])
+    cell.metadata["bookrender"] = {"options": {"label": "tbl-df", "tbl-cap": "A frame.", "echo": False}}
+    assert render.cell_markdown(cell, tmp_path, "c") == "::: {#tbl-df}\n\n```{=html}\n<b>x</b>\n```\n\nA frame.\n\n:::"

@@ -112,6 +112,13 @@ return {
        return img
      end}
    end,
+   Div = function(div)  -- Quarto's ::: {#fig-x} and {#tbl-x} blocks: their last paragraph is the caption
+     local kind, last = div.identifier:match("^(%a+)%-"), div.content[#div.content]
+     if (kind == "fig" or kind == "tbl") and last and last.t == "Para" then
+       last.content:insert(1, pandoc.Str(KIND[kind] .. "\u{a0}" .. item(kind, div.identifier) .. ": "))
+       return div
+     end
+   end,
    Table = function(tbl)
      if tbl.identifier:match("^tbl%-") then caption(tbl.caption.long, "Table\u{a0}" .. item("tbl", tbl.identifier)) end
      return tbl

@@ -474,16 +474,19 @@ def cell_markdown(cell, folder: Path, name: str) -> str:
     options = cell.metadata["bookrender"]["options"]
     if options.get("include") is False:
         return ""
-    label = str(options.get("label", ""))
-    parts = [fence(cell.source, "{.python .cell-code}")] if options.get("echo") is not False else []
+    label, shown = str(options.get("label", "")), []
+    code = [fence(cell.source, "{.python .cell-code}")] if options.get("echo") is not False else []
     if options.get("output") is not False:
         figure = label if label.startswith("fig-") else None
         for k, output in enumerate(cell.get("outputs", [])):
-            parts.append(output_markdown(output, options, folder / f"{name}-{k}", figure))
-            figure = None if parts[-1].startswith("![") else figure  # the first image is the figure
-        if label.startswith("tbl-"):
-            parts.append(f": {options.get('tbl-cap', '')} {{#{label}}}")
-    return "\n\n".join(p.strip("\n") for p in parts if p.strip())
+            shown.append(output_markdown(output, options, folder / f"{name}-{k}", figure))
+            figure = None if shown[-1].startswith("![") else figure  # the first image is the figure
+        markdown = any("text/markdown" in o.get("data", {}) for o in cell.get("outputs", []))
+        if label.startswith("tbl-") and markdown:  # a pipe table: pandoc's caption, with its label
+            shown.append(f": {options.get('tbl-cap', '')} {{#{label}}}")
+        elif label.startswith("tbl-"):  # any other output: Quarto's table div, its caption last
+            shown = [f"::: {{#{label}}}", *shown, str(options.get("tbl-cap", "")), ":::"]
+    return "\n\n".join(p.strip("\n") for p in code + shown if p.strip())
 
 
 def chapter_markdown(nb, chapter: Chapter, folder: Path) -> str:
