@@ -52,9 +52,10 @@ def test_chapter_executes(entry):
 @pytest.mark.parametrize("entry", CHAPTERS)
 def test_chapter_shows_no_warnings(entry):
     nb = executed(entry)
+    options = lambda c: c.metadata.get("bookrender", {}).get("options", {})  # noqa: E731
     shown = [o["text"] for c in nb.cells for o in c.get("outputs", [])
              if o.get("output_type") == "stream" and o.get("name") == "stderr"
-             and "remove_output" not in c.metadata.get("tags", []) and "remove_cell" not in c.metadata.get("tags", [])]
+             and all(options(c).get(k) is not False for k in ("warning", "output", "include"))]
     assert not shown, "warnings in the rendered chapter:\n" + "".join(shown)
 
 

@@ -1,22 +1,17 @@
 """Render the book: `quarto render` where Quarto is installed, else a Jupyter engine of our own.
 
-The Jupyter engine reads `_quarto.yml`, turns every chapter (.qmd) into a notebook, executes it in a
-`python3` kernel with the chapter's folder as working directory (as Quarto does), saves the executed
-notebook and exports it to HTML with nbconvert. It previews Quarto's markdown: numbered sections,
-figures, tables and equations, cross-references, callouts, citations, `{{< include >}}` and inline
-`{python}` expressions. Quarto renders the full book, PDF included.
-
-Pipeline of one chapter: read (`read_qmd`) -> notebook (`build_notebook`) -> execute (`run_notebook`)
--> finish (`finish_notebook`: inline values, numbers, captions, links) -> save .ipynb and .html
-(`to_html`: math as MathML where it converts, MathJax from its CDN for the rest).
-Reading .qmd files, the bibliography and the markdown transform are in `qmd`; this module holds the
-book, the notebooks, their execution, the HTML export and the engines.
+Both engines execute each chapter once (`publish.executed`: `build_notebook` + `run_notebook`, in a
+`python3` kernel started in the chapter's folder, cached). The Jupyter engine, for machines without
+Quarto, turns each executed notebook into pandoc markdown (`chapter_markdown`: inline values, code,
+outputs, figures and table captions) and pandoc into an HTML page (`page_html`: citations with
+citeproc, math as MathML, Quarto's numbering, cross-references and callouts by `crossref.lua`).
+Reading .qmd files is in `qmd`; this module holds the book, the notebooks, the pages and the engines.
 """
 from __future__ import annotations
 
 import base64
-import copy
 import html
+import json
 import os
 import posixpath
 import re
@@ -33,16 +28,10 @@ from pathlib import Path
 import nbformat
 import yaml
 
-# the .qmd reader, the bibliography and the markdown transform live in qmd; every name is
-# importable from render as before (lint and the tests use render.read_qmd, render.Markdown...)
+# the .qmd reader lives in qmd; lint and the tests use these names through render
 from .qmd import (  # noqa: F401
-    display_path, FENCE, EXECUTABLE, INCLUDE, OPTION, Block, Source, fence_close, split_front_matter,
-    include_target, expand_includes, parse_options, split_blocks, read_qmd, BACKTICKS, INLINE_EXPR,
-    DISPLAY_MATH, INLINE_MATH, LABELLED_EQ, PLACEHOLDER, code_spans, inline_expressions,
-    without_fences, parse_attributes, Protected, unescape_executable, escape_markdown, read_bib,
-    clean_tex, surnames, author_year, reference_text, KINDS, KEY, CITATION, BRACKETED, HEADING, DIV,
-    DIV_CLOSE, IMAGE_FIG, TABLE_CAPTION, SHORTCODE, QMD_LINK, CALLOUT_TITLES, Target, Counters,
-    chapter_title, Markdown, MATHML_ENVIRONMENTS, tex_to_mathml, display_mathml, math_to_mathml,
+    CITATION, DISPLAY_MATH, INCLUDE, INLINE_EXPR, INLINE_MATH, Block, Source, chapter_title, code_spans, display_path,
+    include_target, inline_expressions, read_bib, read_qmd, split_blocks, without_fences,
 )
 
 ENGINES = ("auto", "quarto", "jupyter")
@@ -50,6 +39,7 @@ PROFILES = ("quick", "full")
 QUARTO_URL = "https://quarto.org/docs/get-started/"
 INLINE_MIME = "application/vnd.bookrender.inline+json"
 DEFAULT_TIMEOUT = 1800  # seconds per cell: a full-profile sweep may run for minutes
+FILTER = Path(__file__).with_name("crossref.lua")
 
 
 def choice(name: str, value, allowed) -> str:
@@ -122,14 +112,13 @@ def find_quarto() -> str | None:
 
 
 
-
 # ----------------------------------------------------------------------------------------------
-# The book: chapters, their numbers and every label
+# The book: chapters and their numbers
 # ----------------------------------------------------------------------------------------------
 
 @dataclass
 class Chapter:
-    """A chapter of the book as the Jupyter engine sees it."""
+    """A chapter of the book."""
 
     source: Source
     page: str  # output page, relative to the output root
@@ -142,8 +131,7 @@ class Book:
     root: Path
     config: dict
     chapters: list
-    labels: dict
-    bib: dict
+    bibliography: list  # the .bib files (absolute paths)
     profile: str | None = None
 
     def chapter(self, path) -> Chapter:
@@ -160,10 +148,9 @@ def page_of(path: Path, root: Path) -> str:
 
 
 def load_book(root, only=None, profile: str | None = None, missing_ok: bool = False) -> Book:
-    """Read every chapter of the book at `root`, number them and collect their labels.
+    """Read every chapter of the book at `root` and number them.
 
     `only`: a .qmd outside the book, read as a one-chapter book (tests, single files).
-    `profile`: for content shown only in some profiles (when-profile).
     `missing_ok`: skip listed chapters that do not exist yet (they keep their numbers).
     """
     root = Path(root).resolve()
@@ -173,13 +160,12 @@ def load_book(root, only=None, profile: str | None = None, missing_ok: bool = Fa
     if missing and not missing_ok:
         raise ValueError(f"chapters: {', '.join(str(p.relative_to(root)) for p in missing)} listed in "
                          f"_quarto.yml but not found")
-    bib = {}
     bibliography = config.get("bibliography")
-    for name in [bibliography] if isinstance(bibliography, str) else (bibliography or []):
-        if not (root / name).is_file():
-            raise ValueError(f"bibliography: {name} not found")
-        bib.update(read_bib(root / name))
-    book, number, labels = [], 0, {}
+    bibliography = [root / n for n in ([bibliography] if isinstance(bibliography, str) else bibliography or [])]
+    for path in bibliography:
+        if not path.is_file():
+            raise ValueError(f"bibliography: {path.relative_to(root)} not found")
+    book, number = [], 0
     for path in paths:
         if path in missing:
             number += 1
@@ -187,28 +173,12 @@ def load_book(root, only=None, profile: str | None = None, missing_ok: bool = Fa
         source = read_qmd(path, root)
         title, numbered = chapter_title(source)
         number = number + 1 if numbered else number
-        chapter = Chapter(source, page_of(path, root), number if numbered else None, title)
-        collect_labels(chapter, labels, bib, profile)
-        book.append(chapter)
-    return Book(root, config, book, labels, bib, profile)
-
-
-def counters_for(chapter: Chapter) -> Counters:
-    return Counters(chapter.number, titled=bool(chapter.source.meta.get("title")))
-
-
-def collect_labels(chapter: Chapter, labels: dict, bib: dict, profile: str | None) -> None:
-    """Dry run of the markdown transform over a chapter: its labels and their numbers."""
-    md = Markdown(counters_for(chapter), chapter.page, bib=bib, collect=labels, profile=profile)
-    for block in chapter.source.blocks:
-        if block.kind == "markdown":
-            md.block(block.text)
-        else:
-            md.code_label(block.options)
+        book.append(Chapter(source, page_of(path, root), number if numbered else None, title))
+    return Book(root, config, book, bibliography, profile)
 
 
 # ----------------------------------------------------------------------------------------------
-# Notebook: build, execute, finish
+# Notebook: build, execute, inline values
 # ----------------------------------------------------------------------------------------------
 
 def figure_options(config: dict) -> dict:
@@ -243,19 +213,10 @@ def setup_source(figure: dict, formats=("png",)) -> str:
 
 
 def code_tags(options: dict) -> list[str]:
-    """nbclient/nbconvert tags for Quarto's cell options."""
-    tags = []
-    if options.get("include") is False:
-        tags.append("remove_cell")
-    if options.get("echo") is False:
-        tags.append("remove_input")
-    if options.get("output") is False:
-        tags.append("remove_output")
-    if options.get("eval") is False:
-        tags.append("skip-execution")
-    if options.get("error") is True:
-        tags.append("raises-exception")
-    return tags
+    """Tags of Quarto's cell options: nbclient's (eval: false, error: true) and the hiding ones."""
+    tags = {"include": (False, "remove_cell"), "echo": (False, "remove_input"), "output": (False, "remove_output"),
+            "eval": (False, "skip-execution"), "error": (True, "raises-exception")}
+    return [tag for key, (value, tag) in tags.items() if options.get(key) is value]
 
 
 def build_notebook(chapter: Chapter, config: dict, figure: dict | None = None,
@@ -438,7 +399,7 @@ def inline_value(cell) -> str:
         bundle = output.get("data", {}).get(INLINE_MIME)
         if bundle:
             return markdown_of_value(bundle)
-    raise RenderError(f"inline expression `{{python}} {cell.metadata['poisonlab']['expr']}` gave no value")
+    raise RenderError(f"inline expression `{{python}} {cell.metadata['bookrender']['expr']}` gave no value")
 
 
 def substitute_inline(text: str, values: list[str]) -> str:
@@ -452,273 +413,224 @@ def substitute_inline(text: str, values: list[str]) -> str:
     return "".join(pieces) + text[pos:]
 
 
-def image_outputs(cell) -> list[tuple[str, str]]:
-    """(mime, data) of the images among a cell's outputs, removing them from the cell."""
-    images, kept = [], []
-    for output in cell.get("outputs", []):
-        data = output.get("data", {})
-        mime = next((m for m in ("image/png", "image/jpeg", "image/svg+xml") if m in data), None)
-        if output.get("output_type") in ("display_data", "execute_result") and mime:
-            images.append((mime, data[mime]))
-        else:
-            kept.append(output)
-    cell.outputs = kept
-    return images
-
-
-def figure_cell(label: str, number: str, caption: str, alt: str, images, md: Markdown):
-    """A markdown cell holding a numbered figure: images, alt text, caption, anchor."""
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
-
-    tags = []
-    for mime, data in images:
-        if mime == "image/svg+xml":
-            data = base64.b64encode((data if isinstance(data, str) else "".join(data)).encode()).decode()
-        src = f"data:{mime};base64,{data.strip() if isinstance(data, str) else ''.join(data)}"
-        tags.append(f'<img src="{src}" alt="{html.escape(alt, quote=True)}">')
-    caption_html = markdown2html_mistune(math_to_mathml(md.inline(f"Figure {number}: {caption}"))).strip()
-    caption_html = re.sub(r"^<p>(.*)</p>$", r"\1", caption_html, flags=re.S).replace("\n\n", "\n")
-    body = "\n".join([f'<figure id="{label}" class="pl-figure">', *tags,
-                      f"<figcaption>{caption_html}</figcaption>", "</figure>"])
-    return nbformat.v4.new_markdown_cell(body, metadata={"bookrender": {"role": "figure"}})
-
-
-def asis_markdown(cell) -> str:
-    """The raw-markdown outputs of an `output: asis` cell (stdout and text/markdown), removed from it."""
-    text, kept = [], []
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream" and output.get("name") == "stdout":
-            text.append(output.get("text", ""))
-        elif "text/markdown" in output.get("data", {}):
-            text.append(output["data"]["text/markdown"] + "\n")
-        else:
-            kept.append(output)
-    cell.outputs = kept
-    return "".join(text)
-
-
-def finish_code(cell, md: Markdown) -> list:
-    """A code cell after execution and the cells it becomes (captions, figures, markdown output)."""
-    options = cell.metadata["bookrender"]["options"]
-    number = md.code_label(options)
-    label = str(options.get("label", ""))
-    before, after = [], []
-    if options.get("warning") is False:
-        cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-    for output in cell.outputs:
-        if "text/markdown" in output.get("data", {}):
-            output["data"]["text/markdown"] = md.inline(output["data"]["text/markdown"])
-    if options.get("output") == "asis":
-        text = asis_markdown(cell)
-        if text.strip():
-            after.append(nbformat.v4.new_markdown_cell(md.inline(text), metadata={"bookrender": {"role": "asis"}}))
-    if number and label.startswith("tbl-"):
-        caption = md.inline(str(options.get("tbl-cap", "")))
-        before.append(nbformat.v4.new_markdown_cell(
-            f'<div id="{label}" class="pl-caption">\n\nTable {number}: {caption}\n\n</div>',
-            metadata={"bookrender": {"role": "caption"}}))
-    if number and label.startswith("fig-"):
-        images = image_outputs(cell)
-        if images:
-            after.append(figure_cell(label, number, str(options.get("fig-cap", "")),
-                                     str(options.get("fig-alt", options.get("fig-cap", ""))), images, md))
-    tags = cell.metadata.get("tags", [])
-    if "remove_cell" in tags or "remove_output" in tags:
-        return [cell]  # include: false and output: false hide everything the cell made
-    if "remove_input" in tags and not cell.outputs:
-        tags.append("remove_cell")
-    return [*before, cell, *after]
-
-
-IMAGE = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-               ".svg": "image/svg+xml"}
-
-
-def embed_images(text: str, folder: Path) -> str:
-    """Markdown images of local files as data URIs, so that pages work wherever they are written."""
-    def embed(m):
-        path = folder / m.group(2)
-        mime = IMAGE_TYPES.get(path.suffix.lower())
-        if "://" in m.group(2) or mime is None or not path.is_file():
-            return m.group(0)
-        return f"{m.group(1)}data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}{m.group(3)}"
-    return IMAGE.sub(embed, text)
-
-
-def finish_notebook(nb, chapter: Chapter, book: Book) -> tuple[nbformat.NotebookNode, list[str]]:
-    """The executed notebook as the book shows it, and the unresolved references it holds."""
-    md = Markdown(counters_for(chapter), chapter.page, labels=book.labels, bib=book.bib, profile=book.profile)
-    cells, values = [], []
-    for cell in nb.cells:
-        role = cell.metadata.get("bookrender", {}).get("role")
-        if role == "setup":
-            continue
-        if role == "inline":
-            values.append(inline_value(cell))
-        elif role == "title":  # the front matter's title: the chapter heading, not a section
-            cell.source = f"# {chapter_heading(chapter)}"
-            cells.append(cell)
-        elif cell.cell_type == "markdown":
-            text = substitute_inline(cell.source, values) if values else cell.source
-            values = []
-            cell.source = embed_images(md.block(text), chapter.source.path.parent)
-            cells.append(cell)
-        else:
-            cells.extend(finish_code(cell, md))
-    references = md.bibliography()
-    if references:
-        cells.append(nbformat.v4.new_markdown_cell(Markdown(Counters(None, True), chapter.page).block(references)))
-    nb.cells = cells
-    for i, cell in enumerate(nb.cells):  # unique after the cells added above, and reproducible
-        cell["id"] = f"cell-{i}"
-    nbformat.validate(nb)
-    return nb, md.unresolved
-
-
 def execute_chapter(path, profile: str = "quick", timeout: float = DEFAULT_TIMEOUT, *,
-                    book: Book | None = None) -> nbformat.NotebookNode:
-    """Execute one chapter in a Jupyter kernel: the finished, executed notebook.
+                    book: Book | None = None, use_cache: bool = False) -> nbformat.NotebookNode:
+    """Execute one chapter in a Jupyter kernel: the executed notebook, with its unresolved references
+    in `metadata["bookrender"]["unresolved"]`.
 
-    The chapter's book (the `_quarto.yml` above it) gives its number, labels and bibliography;
-    a file outside any book is a book of one chapter. A failing cell raises RenderError.
+    The chapter's book (the `_quarto.yml` above it) gives its number and labels; a file outside any
+    book is a book of one chapter. A failing cell raises RenderError.
     """
-    path = Path(path).resolve()
-    profile = choice("profile", profile, PROFILES)
+    from . import publish
+
+    path, profile = Path(path).resolve(), choice("profile", profile, PROFILES)
     if not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if not path.is_file():
         raise ValueError(f"path: chapter {path} not found")
     if book is None:
-        try:
-            root = find_root(path.parent)
-        except ValueError:
-            root = path.parent
+        root = next((f for f in path.parents if (f / "_quarto.yml").is_file()), path.parent)
         try:
             book = load_book(root, profile=profile, missing_ok=True)
-            chapter = book.chapter(path)
+            book.chapter(path)
         except ValueError:  # not in the book, or another chapter is broken: a book of this chapter alone
             book = load_book(root, only=path, profile=profile)
-            chapter = book.chapters[0]
-    else:
-        chapter = book.chapter(path)
-    nb = build_notebook(chapter, book.config)
-    run_notebook(nb, path.parent, profile, timeout, path)
-    nb, unresolved = finish_notebook(nb, chapter, book)
+    chapter = book.chapter(path)
+    nb, _ = publish.executed(chapter, book, profile, timeout, use_cache)
+    with tempfile.TemporaryDirectory() as tmp:
+        _, unresolved = page_html(chapter_markdown(nb, chapter, Path(tmp)), chapter, book, collect_labels(book))
     nb.metadata["bookrender"] = {"unresolved": unresolved, "profile": profile}
     return nb
 
 
 # ----------------------------------------------------------------------------------------------
-# HTML: nbconvert, navigation, the index page
+# Pandoc markdown of an executed chapter
+# ----------------------------------------------------------------------------------------------
+
+SHORTCODE = re.compile(r"(\{?)\{\{<\s*([\w-]+)([^>]*?)\s*>\}\}(\}?)")
+IMAGES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
+
+
+def shortcodes(text: str) -> str:
+    """{{< pagebreak >}} dropped, escaped {{{< x >}}} shown as {{< x >}} (includes are read earlier)."""
+    return SHORTCODE.sub(lambda m: "{{< " + (m.group(2) + m.group(3)).strip() + " >}}" if m.group(1) and m.group(4)
+                         else "" if m.group(2) == "pagebreak" else m.group(0), text)
+
+
+def fence(text: str, attributes: str) -> str:
+    """`text` as a fenced code block, its fence longer than any backtick run inside it."""
+    ticks = "`" * max(3, 1 + max(map(len, re.findall(r"`+", text)), default=0))
+    return f"{ticks}{attributes}\n{text.rstrip()}\n{ticks}"
+
+
+def output_markdown(output, options: dict, image: Path, figure: str | None) -> str:
+    """One output of a code cell as markdown; an image is written to `image` (its suffix set here)."""
+    kind, data = output.get("output_type"), output.get("data", {})
+    if kind == "stream":
+        name, text = output.get("name"), ANSI.sub("", output.get("text", ""))
+        if name == "stderr" and options.get("warning") is False:
+            return ""
+        return text if name == "stdout" and options.get("output") == "asis" else fence(text, f"{{.cell-output-{name}}}")
+    if kind == "error":
+        return fence(ANSI.sub("", "\n".join(output.get("traceback", []))), "{.cell-output-error}")
+    if "text/markdown" in data:
+        return "".join(data["text/markdown"])
+    if (mime := next((m for m in IMAGES if m in data), None)):
+        payload, image = "".join(data[mime]), image.with_suffix("." + IMAGES[mime])
+        image.write_bytes(payload.encode() if mime == "image/svg+xml" else base64.b64decode(payload))
+        width = (output.get("metadata", {}).get(mime) or {}).get("width")
+        alt = str(options.get("fig-alt", options.get("fig-cap", ""))).replace("\\", "\\\\").replace('"', '\\"')
+        attributes = ([f'#{figure} fig-alt="{alt}"'] if figure else []) + ([f"width={width}"] if width else [])
+        return f"![{options.get('fig-cap', '') if figure else ''}]({image.as_posix()}){{{' '.join(attributes)}}}"
+    if "text/html" in data:
+        return fence("".join(data["text/html"]), "{=html}")
+    if (m := re.fullmatch(r"\$\$?(.+?)\$?\$", "".join(data.get("text/latex", "")).strip(), re.S)):
+        return f"$${m.group(1).strip()}$$"  # sympy's display: math for pandoc's MathML
+    text = "".join(data.get("text/plain", ""))
+    return fence(text, "{.cell-output-display}") if text else ""
+
+
+def cell_markdown(cell, folder: Path, name: str) -> str:
+    """A code cell as Quarto shows it: its code (unless echo: false) and its outputs."""
+    options = cell.metadata["bookrender"]["options"]
+    if options.get("include") is False:
+        return ""
+    label, shown = str(options.get("label", "")), []
+    code = [fence(cell.source, "{.python .cell-code}")] if options.get("echo") is not False else []
+    if options.get("output") is not False:
+        figure = label if label.startswith("fig-") else None
+        for k, output in enumerate(cell.get("outputs", [])):
+            shown.append(output_markdown(output, options, folder / f"{name}-{k}", figure))
+            figure = None if shown[-1].startswith("![") else figure  # the first image is the figure
+        markdown = any("text/markdown" in o.get("data", {}) for o in cell.get("outputs", []))
+        if label.startswith("tbl-") and markdown:  # a pipe table: pandoc's caption, with its label
+            shown.append(f": {options.get('tbl-cap', '')} {{#{label}}}")
+        elif label.startswith("tbl-"):  # any other output: Quarto's table div, its caption last
+            shown = [f"::: {{#{label}}}", *shown, str(options.get("tbl-cap", "")), ":::"]
+    return "\n\n".join(p.strip("\n") for p in code + shown if p.strip())
+
+
+def chapter_markdown(nb, chapter: Chapter, folder: Path) -> str:
+    """The executed chapter as one pandoc markdown document; its images are written to `folder`."""
+    parts, values = [], []
+    for i, cell in enumerate(nb.cells):
+        role = cell.metadata.get("bookrender", {}).get("role")
+        if role == "inline":
+            values.append(inline_value(cell))
+        elif role == "title":  # the front matter's title: the chapter heading
+            parts.append(f"# {chapter.title}")
+        elif cell.cell_type == "markdown":
+            parts.append(shortcodes(substitute_inline(cell.source, values)))
+            values = []
+        elif role == "code":
+            parts.append(cell_markdown(cell, folder, f"cell-{i}"))
+    return "\n\n".join(p for p in parts if p.strip()) + "\n"
+
+
+def skeleton(chapter: Chapter) -> str:
+    """The chapter unexecuted, enough for its labels: headings, equations, figures and tables."""
+    parts = [f"# {chapter.title}"] if chapter.source.meta.get("title") else []
+    for block in chapter.source.blocks:
+        label, shown = str(block.options.get("label", "")), False not in (block.options.get("include"),
+                                                                         block.options.get("output"))
+        if block.kind == "markdown":
+            parts.append(shortcodes(substitute_inline(block.text, ["0"] * len(inline_expressions(block.text)))))
+        elif shown and label.startswith("fig-"):
+            parts.append(f"![figure](figure.png){{#{label}}}")
+        elif shown and label.startswith("tbl-"):
+            parts.append(f"| x |\n|---|\n| 0 |\n\n: table {{#{label}}}")
+    return "\n\n".join(parts) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML: pandoc, labels, navigation
 # ----------------------------------------------------------------------------------------------
 
 CSS = """<style>
-main { max-width: 52rem; margin: 0 auto; }
-.pl-nav { display: flex; gap: 1.5rem; padding: 0.6rem 0; border-bottom: 1px solid #ddd;
-          font-family: sans-serif; font-size: 0.9rem; }
+body { max-width: 52rem; }
+.pl-nav { display: flex; gap: 1.5rem; padding: 0.6rem 0; border-bottom: 1px solid #ddd; font-size: 0.9rem; }
 .callout { border-left: 5px solid #0072B2; background: #f4f8fb; padding: 0.2rem 1rem; margin: 1rem 0; }
 .callout-tip { border-color: #009E73; background: #f2faf7; }
 .callout-warning, .callout-caution { border-color: #E69F00; background: #fdf8ef; }
 .callout-important { border-color: #D55E00; background: #fdf4ef; }
-figure.pl-figure { margin: 1rem 0; text-align: center; }
-figure.pl-figure img { max-width: 100%; }
-figcaption, .pl-caption { font-size: 0.92rem; color: #333; margin: 0.4rem 0; text-align: left; }
-.pl-reference { padding-left: 1.5rem; text-indent: -1.5rem; }
-math { font-family: "STIX Two Math", "Latin Modern Math", "Cambria Math", "DejaVu Math TeX Gyre", math; }
-.pl-equation { display: grid; grid-template-columns: 1fr auto 1fr; align-items: center; margin: 0.8rem 0; }
-.pl-equation > math { grid-column: 2; margin: 0; }
-.pl-equation-number { grid-column: 3; justify-self: end; padding-left: 1rem; }
-</style>
-"""
+figure { text-align: center; } figure img { max-width: 100%; height: auto; }
+figcaption, caption { font-size: 0.92rem; text-align: left; }
+pre > code.sourceCode, pre > code { white-space: pre-wrap; }  /* code-overflow: wrap */
+math { font-family: "STIX Two Math", "Latin Modern Math", "Cambria Math", math; }
+</style>"""
 
 
-def exporter():
-    """nbconvert's HTML exporter: no prompts, Quarto's echo/include/output tags honoured."""
-    from nbconvert import HTMLExporter
-    from traitlets.config import Config
+def pandoc(markdown: str, chapter: Chapter, book: Book, args: list, report: Path) -> tuple[dict, list, str]:
+    """pandoc + crossref.lua on `markdown`, in the chapter's folder: (labels found, unresolved, stderr)."""
+    try:
+        import pypandoc
+        command = [pypandoc.get_pandoc_path(), "-f", "markdown", "--lua-filter", str(FILTER), "-M",
+                   f"bookrender-page={chapter.page}", "-M", f"bookrender-profile={book.profile or ''}",
+                   "-M", f"bookrender-report={report}", *args]
+    except (ImportError, OSError) as e:
+        raise RenderError(f"pandoc not found ({e}): pip install pypandoc-binary") from None
+    command += ["-M", f"bookrender-chapter={chapter.number}"] if chapter.number else []
+    result = subprocess.run(command, input=markdown, cwd=chapter.source.path.parent, capture_output=True,
+                            text=True, encoding="utf-8")
+    if result.returncode:
+        raise RenderError(f"{display_path(chapter.source.path)}: pandoc failed: {result.stderr.strip()}")
+    found = json.loads(report.read_text(encoding="utf-8"))
+    return found["labels"] or {}, found["unresolved"] or [], result.stderr
 
-    config = Config()
-    config.TagRemovePreprocessor.enabled = True
-    config.TagRemovePreprocessor.remove_cell_tags = {"remove_cell"}
-    config.TagRemovePreprocessor.remove_input_tags = {"remove_input"}
-    config.TagRemovePreprocessor.remove_all_outputs_tags = {"remove_output"}
-    html_exporter = HTMLExporter(config=config, template_name="lab")
-    html_exporter.exclude_input_prompt = True
-    html_exporter.exclude_output_prompt = True
-    return html_exporter
+
+def collect_labels(book: Book) -> dict:
+    """Every label of the book: {label: {number, kind, title, page}}, read from unexecuted chapters."""
+    labels = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for chapter in book.chapters:
+            found, _, _ = pandoc(skeleton(chapter), chapter, book, ["-t", "json", "-o", os.devnull],
+                                 Path(tmp) / "report.json")
+            labels.update({k: {**v, "page": chapter.page} for k, v in found.items() if k not in labels})
+    return labels
+
+
+def page_html(markdown: str, chapter: Chapter, book: Book, labels: dict, before: str = "",
+              after: str = "") -> tuple[str, list[str]]:
+    """The HTML page of a chapter's markdown, and the references it could not resolve."""
+    here = posixpath.dirname(chapter.page) or "."
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        hrefs = {k: {**t, "href": f"#{k}" if t["page"] == chapter.page else posixpath.relpath(t["page"], here)
+                     + ("" if t["kind"] == "chapter" else f"#{k}")} for k, t in labels.items()}  # as Quarto links
+        (tmp / "labels.json").write_text(json.dumps(hrefs), encoding="utf-8")
+        args = ["-t", "html5", "--standalone", "--embed-resources", "--mathml", "--wrap=none", "-o",
+                str(tmp / "page.html"), "-M", f"bookrender-labels={tmp / 'labels.json'}", "-M",
+                f"pagetitle={chapter_heading(chapter)}", "-M", "link-citations=true", "-V", f"header-includes={CSS}",
+                "-V", f"include-before={before}", "-V", f"include-after={after}"]
+        args += ["-M", f"lang={book.config['lang']}"] if book.config.get("lang") else []
+        args += ["--number-sections", f"--number-offset={chapter.number - 1}"] if chapter.number else []
+        if book.bibliography:
+            args += ["--citeproc", *(f"--bibliography={p}" for p in book.bibliography)]
+            args += [f"--csl={book.root / book.config['csl']}"] if book.config.get("csl") else []
+        _, unresolved, stderr = pandoc(markdown, chapter, book, args, tmp / "report.json")
+        missing = [f"@{key}" for key in re.findall(r"[Cc]itation (\S+) not found", stderr)]
+        return (tmp / "page.html").read_text(encoding="utf-8"), unresolved + missing
 
 
 def navigation(page: str, pages: list[tuple[str, str]]) -> str:
     """Links to the contents, the previous and the next chapter, relative to `page`."""
-    here = posixpath.dirname(page) or "."
-    rel = lambda p: posixpath.relpath(p, here)  # noqa: E731
-    links = [f'<a href="{rel("index.html")}">Contents</a>']
-    names = [p for p, _ in pages]
-    if page in names:
-        i = names.index(page)
-        if i > 0:
-            links.append(f'<a href="{rel(pages[i - 1][0])}">← {html.escape(pages[i - 1][1])}</a>')
-        if i + 1 < len(pages):
-            links.append(f'<a href="{rel(pages[i + 1][0])}">{html.escape(pages[i + 1][1])} →</a>')
+    rel = lambda p: posixpath.relpath(p, posixpath.dirname(page) or ".")  # noqa: E731
+    links, names = [f'<a href="{rel("index.html")}">Contents</a>'], [p for p, _ in pages]
+    i = names.index(page) if page in names else None
+    if i:
+        links.append(f'<a href="{rel(pages[i - 1][0])}">← {html.escape(pages[i - 1][1])}</a>')
+    if i is not None and i + 1 < len(pages):
+        links.append(f'<a href="{rel(pages[i + 1][0])}">{html.escape(pages[i + 1][1])} →</a>')
     return f'<nav class="pl-nav">{" ".join(links)}</nav>'
-
-
-def latex_output_to_mathml(output) -> None:
-    """Give a TeX-only rich output (sympy's `display`) an HTML MathML form, which the page prefers."""
-    data = output.get("data", {})
-    tex = data.get("text/latex")
-    if tex is None or "text/html" in data:
-        return
-    body = tex.strip()
-    for left, right in (("$$", "$$"), ("$", "$"), ("\\[", "\\]")):
-        if body.startswith(left) and body.endswith(right) and len(body) > len(left) + len(right):
-            body = body[len(left):-len(right)]
-            break
-    else:
-        return
-    mathml = tex_to_mathml(body.replace("\\displaystyle", "").strip(), display=True)
-    if mathml is not None:
-        data["text/html"] = f'<div class="pl-output-math">{mathml}</div>'
-
-
-def to_html(nb, chapter_dir: Path, nav: str) -> str:
-    """The HTML page of an executed chapter notebook.
-
-    The math of its markdown cells becomes MathML, which browsers render offline; what latex2mathml
-    cannot convert stays TeX for MathJax, loaded from its CDN. Code and code outputs keep their `$`.
-    """
-    nb = copy.deepcopy(nb)  # the saved .ipynb keeps its TeX
-    for cell in nb.cells:
-        if cell.cell_type == "markdown" and cell.metadata.get("bookrender", {}).get("role") != "figure":
-            cell.source = math_to_mathml(cell.source)  # figures: their captions are converted already
-        for output in cell.get("outputs", []):
-            latex_output_to_mathml(output)
-    body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"path": str(chapter_dir),
-                                                                        "name": nb.metadata.get("title", "")}})
-    body = body.replace("</head>", CSS + "</head>", 1)
-    return re.sub(r"<main>", lambda m: m.group(0) + nav, body, count=1)
 
 
 def chapter_heading(chapter: Chapter) -> str:
     return f"{chapter.number} {chapter.title}" if chapter.number else chapter.title
 
 
-def contents_markdown(book: Book, page: str) -> str:
-    """The table of contents: one link per chapter, relative to `page`."""
-    here = posixpath.dirname(page) or "."
-    items = [f"- [{chapter_heading(c)}]({posixpath.relpath(c.page, here)})" for c in book.chapters]
-    return "## Contents {.unnumbered}\n\n" + "\n".join(items)
-
-
-def standalone_index(book: Book) -> str:
-    """index.html for a book without index.qmd: the title and the contents."""
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
-
-    title = html.escape(str((book.config.get("book") or {}).get("title", "The book")))
-    body = markdown2html_mistune(re.sub(r" \{\.unnumbered\}", "", contents_markdown(book, "index.html")))
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>{CSS}</head>"
-            f"<body><main><h1>{title}</h1>{body}</main></body></html>\n")
+def contents_markdown(book: Book) -> str:
+    """The table of contents of index.html: one link per chapter."""
+    return "## Contents {.unnumbered}\n\n" + "".join(f"- [{chapter_heading(c)}]({c.page})\n" for c in book.chapters)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -731,26 +643,25 @@ def say(message: str) -> None:
 
 def select_chapters(book: Book, names) -> list[Chapter]:
     """The chapters named on the command line (all when none), in book order."""
-    if not names:
-        return list(book.chapters)
-    wanted = [Path(n).resolve() for n in names]
-    for path in wanted:
-        book.chapter(path)  # raises ValueError naming `chapters`
-    return [c for c in book.chapters if c.source.path in wanted]
+    wanted = [book.chapter(n).source.path for n in names or []]  # book.chapter raises naming `chapters`
+    return [c for c in book.chapters if not names or c.source.path in wanted]
 
 
-def render_chapter(chapter: Chapter, book: Book, out: Path, profile: str, timeout: float,
-                   pages: list) -> list[str]:
-    """Execute one chapter and write its .ipynb and .html under `out`; its unresolved references."""
-    nb = execute_chapter(chapter.source.path, profile, timeout, book=book)
-    if chapter.page == "index.html":
-        nb.cells.append(nbformat.v4.new_markdown_cell(contents_markdown(book, "index.html").replace(
-            " {.unnumbered}", "")))
-    target = out / chapter.page
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, target.with_suffix(".ipynb"))
-    target.write_text(to_html(nb, chapter.source.path.parent, navigation(chapter.page, pages)), encoding="utf-8")
-    return nb.metadata["bookrender"]["unresolved"]
+def render_chapter(chapter: Chapter, book: Book, out: Path, profile: str, timeout: float, labels: dict,
+                   pages: list) -> tuple[list[str], bool]:
+    """Write the chapter's .ipynb and .html under `out`: its unresolved references, whether cached."""
+    from . import publish
+
+    nb, cached = publish.executed(chapter, book, profile, timeout)
+    with tempfile.TemporaryDirectory() as tmp:
+        markdown = chapter_markdown(nb, chapter, Path(tmp))
+        markdown += "\n" + contents_markdown(book) if chapter.page == "index.html" else ""
+        nav = navigation(chapter.page, pages)
+        page, unresolved = page_html(markdown, chapter, book, labels, nav, nav)
+    (out / chapter.page).parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, (out / chapter.page).with_suffix(".ipynb"))
+    (out / chapter.page).write_text(page, encoding="utf-8")
+    return unresolved, cached
 
 
 def preview_dir(root: Path, profile: str) -> Path:
@@ -771,16 +682,21 @@ def render_jupyter(root: Path, profile: str, names=None, output=None, timeout: f
         raise ValueError(f"--output {out}: cannot write beside it ({e.strerror})") from None
     pages = [(c.page, chapter_heading(c)) for c in book.chapters]
     try:
+        labels = collect_labels(book)
         if names and out.is_dir():  # a partial render keeps the other chapters' pages
             shutil.copytree(out, staging, dirs_exist_ok=True)
         for chapter in selected:
             start = time.perf_counter()
-            unresolved = render_chapter(chapter, book, staging, profile, timeout, pages)
-            say(f"{display_path(chapter.source.path)} ({time.perf_counter() - start:.1f} s)")
+            unresolved, cached = render_chapter(chapter, book, staging, profile, timeout, labels, pages)
+            took = "executed notebook from the cache" if cached else f"{time.perf_counter() - start:.1f} s"
+            say(f"{display_path(chapter.source.path)} ({took})")
             for ref in sorted(set(unresolved)):
                 say(f"warning: {display_path(chapter.source.path)}: unresolved reference {ref}")
-        if not (staging / "index.html").exists():
-            (staging / "index.html").write_text(standalone_index(book), encoding="utf-8")
+        if not (staging / "index.html").exists():  # a book without index.qmd: the title and the contents
+            title = str((book.config.get("book") or {}).get("title", "The book"))
+            index = Chapter(Source(book.root / "index.qmd", {}, []), "index.html", None, title)
+            page, _ = page_html(f"# {title} {{.unnumbered}}\n\n{contents_markdown(book)}", index, book, labels)
+            (staging / "index.html").write_text(page, encoding="utf-8")
         outputs.publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
