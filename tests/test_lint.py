@@ -147,3 +147,10 @@ def test_lint_command_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "no _quarto.yml" in err
     assert lint.main(["--bogus"]) == 2
     assert lint.main([str(make_book(tmp_path))]) == 0
+
+
+def test_math_closed_right_before_a_value_is_caught(tmp_path):
+    # pandoc reads "$\pm$1.5" as no math at all: the page shows "$$1.5"
+    chapter = CHAPTER + "\nAt distance $\\pm$`{python} book.fmt(d)` and ($2/\\pi$ for L1), $x$ 3.\n"
+    problems = lint.check_book(make_book(tmp_path, report__a_dot_qmd=chapter))
+    assert len(problems) == 1 and "closed right before a number" in problems[0]

@@ -81,6 +81,19 @@ INLINE_AT_START = re.compile(r"^\s*`\{python\}")
 FORMATTED = re.compile(r"^(book\.)?fmt\(")
 
 
+# Quarto's inline math, but also when a digit follows: pandoc does not read that as math
+MATH_ANY_END = re.compile(render.INLINE_MATH.pattern.replace("(?!\\d)", ""))
+
+
+def digit_after_math(text: str) -> list[int]:
+    """Line offsets where `$...$` closes right before a digit once inline values are in ($\\pm$1.5)."""
+    text = render.without_fences(text)
+    spans = [(s, e) for s, e, content, ticks in render.code_spans(text) if ticks == 1 and render.INLINE_EXPR.match(content)]
+    for start, end in reversed(spans):  # an inline value prints digits: stand it in as one
+        text = text[:start] + "1" + "\n" * text.count("\n", start, end) + text[end:]
+    return [text.count("\n", 0, m.end()) for m in MATH_ANY_END.finditer(text) if text[m.end():m.end() + 1].isdigit()]
+
+
 def unformatted_in_math(text: str) -> list[tuple[str, int]]:
     """(expression, line offset) of inline values inside `$...$`/`$$...$$` that skip `book.fmt`.
 
@@ -109,6 +122,10 @@ def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found:
             # a value such as "1" followed by ". " would turn the line into a list item, in Quarto too
             found.add(f"{rel}:{block.line + offset}", "inline `{python}` expression at the start of a line: "
                                                        "move a word before it")
+    for offset in digit_after_math(block.text):
+        found.add(f"{rel}:{block.line + offset}", "inline math closed right before a number or an inline "
+                                                   "value ($\\pm$`{python} x`): pandoc then reads no math; "
+                                                   "write the symbol in plain text (±) or put the value inside")
     for expr, offset in unformatted_in_math(block.text):
         found.add(f"{rel}:{block.line + offset}", f"inline value `{{python}} {expr}` inside math: "
                                                    f"write `{{python}} book.fmt({expr})`")
