@@ -101,6 +101,16 @@ FILES = {
         $$ {#eq-beta}
 
         As in @fig-line and @eq-line of @sec-alpha, see @sec-alpha-results, @tbl-small and @eq-beta.
+
+        ```{python}
+        from poisonlab import book
+        b, tiny, share, gap, n = -0.293, 1.15e-4, 0.1234, 0.0632, -7
+        ```
+
+        In prose: b = `{python} book.fmt(b)`, tiny = `{python} book.fmt(tiny)`, share =
+        `{python} book.fmt(share, percent=True)`, gap = `{python} book.fmt(gap)`, n = `{python} book.fmt(n)`.
+        In math: $b = `{python} book.fmt(b)`$, $t = `{python} book.fmt(tiny)`$,
+        $s = `{python} book.fmt(share, percent=True)`$, $g = `{python} book.fmt(gap)`$, $n = `{python} book.fmt(n)`$.
         """,
 }
 
@@ -166,3 +176,16 @@ def test_the_jupyter_engine_reuses_the_executed_notebooks(books, capsys):
     render.render_jupyter(root, "quick", None, root / "_jupyter-out")
     err = capsys.readouterr().err
     assert err.count("executed notebook from the cache") == 3, err
+
+
+def test_numbers_read_alike_in_prose_and_math_in_both_engines(books):
+    from poisonlab import book
+
+    expected = [book.fmt(v).plain for v in (-0.293, 1.15e-4, 0.0632, -7)] + [book.fmt(0.1234, percent=True).plain]
+    flat = lambda t: re.sub(r"\s+", "", t.translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789−")))  # noqa: E731
+    for out in books:
+        page = (out / "report/beta.html").read_text(encoding="utf-8")
+        body = flat(text(re.sub(r"<annotation\b.*?</annotation>", "", page, flags=re.S)))
+        for value in expected:  # once in prose, once in math
+            assert body.count(flat(value)) >= 2, (out.name, value)
+        assert "\\." not in page and "\\-" not in page, out.name
