@@ -92,6 +92,20 @@ def test_every_computed_number_appears_in_the_pdf_as_formatted(chapter, pdf_text
     assert not missing, f"{chapter}: {len(missing)} of {len(values)} inline values not in the PDF: {missing[:8]}"
 
 
+def visible(page: str) -> str:
+    """The text a reader sees of an HTML page (MathML's TeX annotations and tags left out), folded."""
+    page = re.sub(r"<annotation\b.*?</annotation>|<script\b.*?</script>|<style\b.*?</style>", "", page, flags=re.S)
+    return re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", page)).translate(SUPERSCRIPTS))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_computed_number_appears_in_the_html_as_formatted(chapter, pages):
+    page = visible(pages[Path(chapter).with_suffix(".html").as_posix()])
+    values = inline_numbers(ROOT / chapter)
+    missing = [v for v in values if re.sub(r"\s+", "", v.translate(SUPERSCRIPTS)) not in page]
+    assert not missing, f"{chapter}: {len(missing)} of {len(values)} inline values not in the HTML: {missing[:8]}"
+
+
 def laws_numbers(chapter) -> list[str]:
     """The predicted and fitted entries of a chapter's laws tables, as its executed notebook shows them."""
     book = render.load_book(ROOT, profile=PROFILE)
