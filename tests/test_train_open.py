@@ -287,3 +287,65 @@ def test_cuda_matches_cpu(kind, hidden):
     assert next(iter(gpu.params.values())).is_cuda
     for name in cpu.params:
         torch.testing.assert_close(gpu.params[name].cpu(), cpu.params[name], rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model specs
+
+from poisonlab.train import spec as S  # noqa: E402
+
+
+@pytest.mark.parametrize("kind, in_dim, hidden, in_shape", [
+    ("linear", 5, (), None), ("linear", 9, (), (1, 3, 3)), ("mlp", 5, (4, 3), None), ("mlp", 9, (4,), (1, 3, 3)),
+    ("cnn", 16, (2, 3), (1, 4, 4)), ("cnn", 32, (), (2, 4, 4))])
+def test_todays_builders_as_specs(kind, in_dim, hidden, in_shape):
+    """Spec.of(kind, ...) = models.make_model(kind, ...): same keys, same initial numbers, same outputs."""
+    spec = S.Spec.of(kind, in_dim, 3, hidden, in_shape)
+    for seed in (0, 5):
+        net = models.make_model(kind, in_dim, 3, hidden, seed=seed, in_shape=in_shape)
+        params = spec.init(seed)
+        assert list(params) == list(net.state_dict())
+        assert all(torch.equal(params[k], v) for k, v in net.state_dict().items())
+        x = torch.randn(7, *(in_shape or (in_dim,)))
+        assert torch.equal(spec.forward(params, x), net(x))
+        assert torch.equal(spec.module(params)(x), net(x))
+
+
+def _conv_spec(dropout=0.0):
+    return S.Spec([S.Unflatten((1, 5, 5)), S.Conv2d(1, 2, 3, name="conv"), S.ReLU(), S.Flatten(),
+                   S.Dropout(dropout), S.Linear(18, 3, name="out")])
+
+
+def test_a_custom_spec_trains_as_the_readable_trainer():
+    g = torch.Generator().manual_seed(4)
+    X, y = torch.randn(2, 20, 1, 5, 5, generator=g), torch.randint(0, 3, (2, 20), generator=g)
+    spec = _conv_spec()
+    for opt in (None, optim.Adam()):
+        fit = train.train_batched(X, y, model=spec, loss="ce", epochs=2, lr=0.05, batch_size=6, seeds=[1, 2],
+                                  optimizer=opt)
+        assert fit.kind == "spec" and list(fit.params) == ["conv.weight", "conv.bias", "out.weight", "out.bias"]
+        nets = [spec.module(spec.init(s)) for s in (1, 2)]
+        for k, net in enumerate(nets):
+            train.train(net, X[k], y[k], loss="ce", epochs=2, lr=0.05, batch_size=6, seed=1 + k, optimizer=opt)
+        _assert_params(fit, nets)
+        for k in range(2):
+            torch.testing.assert_close(fit.forward(X)[k], fit.module(k)(X[k]).detach())
+    again = train.train_batched(X, y, model=spec, loss="ce", epochs=1, lr=0.05, batch_size=6, seeds=[1, 2], init=fit)
+    assert again.history.shape == (2, 1)
+    with pytest.raises(ValueError, match="hidden"):
+        train.train_batched(X, y, model=spec, hidden=(3,), loss="ce", epochs=1, lr=0.05, batch_size=6, seeds=[1, 2])
+    with pytest.raises(ValueError, match="init"):
+        train.train_batched(X, y, model=spec, loss="ce", epochs=1, lr=0.05, batch_size=6, seeds=[1, 2],
+                            init=[{"w": torch.zeros(1)}] * 2)
+
+
+def test_dropout_spec_trains_and_is_off_at_evaluation():
+    g = torch.Generator().manual_seed(4)
+    X, y = torch.randn(2, 20, 25, generator=g), torch.randint(0, 3, (2, 20), generator=g)
+    kw = dict(loss="ce", epochs=2, lr=0.05, batch_size=6, seeds=[1, 2])
+    off = train.train_batched(X, y, model=_conv_spec(0.0), **kw)
+    on = train.train_batched(X, y, model=_conv_spec(0.5), **kw)
+    assert not torch.equal(off.params["out.weight"], on.params["out.weight"])  # masks were drawn
+    assert torch.equal(on.forward(X), on.forward(X))  # evaluation: no dropout
+    with pytest.raises(ValueError, match="model"):
+        S.Spec([torch.nn.Linear(2, 2)])

@@ -6,7 +6,7 @@ What is trained and how is open: the objective (per-example losses, ERM by defau
 (SGD by default, momentum, Adam), the aggregator of per-example gradients (mean by default), the
 device and a per-epoch callback. Linear models with the defaults (ERM, plain SGD) take a fast path
 without autograd (the gradient of a linear model is g^T [X, 1]); everything else stacks parameters
-and uses `torch.func.vmap` over `functional_call`.
+and use `torch.func.vmap` over a model spec's functional forward (spec.py).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from .checks import (GROWTH, _check_hidden, _check_loss, _check_seeds, _check_te
                      _per_model, _targets)
 from .objectives import ERM, _groups, _loss_and_grad, _per_example_grad_fn
 from .perms import _epoch_order, _gather, _permutations
-from .stacked import BatchedModel, _base_module, _initial, _linear_keys
+from .spec import Spec
+from .stacked import BatchedModel, _initial, _initial_spec, _linear_keys
 
 MODELS = ("linear", "mlp", "cnn")
 # torch threads used by train_batched (restored afterwards). SGD is a long chain of small tensor ops,
@@ -33,12 +34,15 @@ MODELS = ("linear", "mlp", "cnn")
 THREADS = 1
 
 
-def train_batched(X: Tensor, y: Tensor, *, model: str = "linear", hidden=(), loss="mse", delta=1.0,
+def train_batched(X: Tensor, y: Tensor, *, model: str | Spec = "linear", hidden=(), loss="mse", delta=1.0,
                   epochs: int, lr, batch_size: int, seeds, init=None, in_shape=None, out_dim=None,
                   aggregate="mean", trim: float = 0.1, record_every: int | None = None,
                   configs: list[dict] | None = None, objective=None, optimizer=None, device=None,
                   callback=None, _path: str | None = None) -> BatchedModel:
     """Train K independent models on X (K, n, ...), y (K, n, ...) by minibatch SGD, as K runs of `train`.
+
+    model: "linear" | "mlp" (with hidden widths) | "cnn" (hidden: its two channel counts), the shorthands
+    of Spec.linear/mlp/cnn (models.make_model's architectures), or any spec.Spec (a stack of layers).
 
     objective: objective(forward, params, buffers, Xb, Yb) -> per-example losses (K, B); default
     ERM(loss, delta). `loss` also says how y is read (class indices for "ce") and the divergence floor.
@@ -49,7 +53,8 @@ def train_batched(X: Tensor, y: Tensor, *, model: str = "linear", hidden=(), los
     to them, under no_grad, are kept: masks), history (K, epoch + 1) the losses so far; a truthy
     return stops training (history then has the epochs run).
     """
-    validate.choice("model", model, MODELS)
+    if not isinstance(model, Spec):
+        validate.choice("model", model, MODELS)
     fast = (_path or ("fast" if model == "linear" else "generic")) == "fast"
     with _threads(THREADS):
         return _train_batched(X, y, model=model, hidden=hidden, loss=loss, delta=delta, epochs=epochs, lr=lr,
@@ -92,6 +97,9 @@ def check_device(device) -> torch.device:
 def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, seeds, init, in_shape, out_dim,
                    aggregate, trim, record_every, configs, fast, objective, optimizer, device,
                    callback) -> BatchedModel:
+    spec = model if isinstance(model, Spec) else None
+    if spec is not None:
+        model, fast = "spec", False
     hidden = _check_hidden(hidden, model)
     if not isinstance(X, Tensor) or X.dim() < 3:
         raise ValueError("X must be a floating-point tensor of shape (K, n, features...)")
@@ -121,7 +129,10 @@ def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, 
     in_dim = math.prod(X.shape[2:])
     if in_shape is None and X.dim() > 3:
         in_shape = tuple(X.shape[2:])
-    params, buffers = _initial(init, model, in_dim, out_dim, hidden, seeds, in_shape, K, X.dtype)
+    if spec is None:
+        params, buffers = _initial(init, model, in_dim, out_dim, hidden, seeds, in_shape, K, X.dtype)
+    else:
+        params, buffers = _initial_spec(init, spec, seeds, K, X.dtype)
     perms = _permutations(seeds, n, epochs)
     X, Y, lr, delta = X.to(dev), Y.to(dev), lr.to(dev), delta.to(dev)
     params = {k: v.to(dev) for k, v in params.items()}
@@ -134,7 +145,7 @@ def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, 
     else:
         objective = ERM(names, delta) if objective is None else objective
         erm = None if not isinstance(objective, ERM) or objective.names != names else objective
-        base = _base_module(model, in_dim, out_dim, hidden, in_shape)
+        base = spec or Spec.of(model, in_dim, out_dim, hidden, in_shape)
         params, history, trajectory, steps, start = _generic(X, Y, params, buffers, base, objective=objective,
                                                              erm=erm, names=names, delta=delta, **run)
 
@@ -145,8 +156,8 @@ def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, 
     grew = ~bad & (history[:, -1] > GROWTH * torch.maximum(start, floor))
     if bad.any() or grew.any():
         _diverged(bad.cpu() | grew.cpu(), names, lr.cpu(), seeds, configs, start.cpu(), history[:, -1].cpu())
-    result = BatchedModel(model, params, buffers, in_dim=in_dim, out_dim=out_dim, hidden=hidden,
-                          in_shape=in_shape, history=history, trajectory=trajectory, trajectory_steps=steps)
+    result = BatchedModel(model, params, buffers, in_dim=in_dim, out_dim=out_dim, hidden=hidden, in_shape=in_shape,
+                          history=history, trajectory=trajectory, trajectory_steps=steps, spec=spec)
     if trajectory is not None and model == "linear":
         weight, bias = _linear_keys(params)
         trajectory["W"] = trajectory[weight]
@@ -244,14 +255,15 @@ def _fast_linear(X, Y, params, *, names, delta, lr, epochs, batch_size, perms, a
 
 def _generic(X, Y, params, buffers, base, *, objective, erm, names, delta, lr, epochs, batch_size, perms, aggregate,
              record_every, optimizer, callback):
-    """K stacked models of any architecture: vmap(functional_call), autograd, the optimiser's step in place."""
+    """K stacked models of any Spec: vmap over the spec's forward, autograd, the optimiser's step in place."""
     K, n = X.shape[:2]
     params = {k: v.requires_grad_(True) for k, v in params.items()}
 
     def forward(p, b, x):
-        return torch.func.functional_call(base, (p, b), (x,))
+        return base.forward(p, x, training=True)
 
-    batched = torch.func.vmap(forward)
+    randomness = "different" if base.random else "error"  # dropout: each model draws its own masks
+    batched = torch.func.vmap(forward, randomness=randomness)
 
     def batched_forward(p, b, x):
         pred = batched(p, b, x)
@@ -260,7 +272,7 @@ def _generic(X, Y, params, buffers, base, *, objective, erm, names, delta, lr, e
     per_example_grads = None
     if not aggregate.is_mean:
         per_example_grads = (_per_example_grad_fn(forward, names, delta) if erm is not None
-                             else _objective_grad_fn(forward, objective))
+                             else _objective_grad_fn(forward, objective, randomness))
     optimizer.start(params, lr)
     history = torch.zeros(K, epochs, dtype=X.dtype, device=X.device)
     record = [] if record_every else None
@@ -305,9 +317,9 @@ def _generic(X, Y, params, buffers, base, *, objective, erm, names, delta, lr, e
     return params, (history if ran == epochs else history[:, :ran].clone()), trajectory, steps, start
 
 
-def _objective_grad_fn(forward, objective):
+def _objective_grad_fn(forward, objective, randomness="error"):
     """Per-example gradients (K, B, ...) of any torch.func-compatible objective: vmap(vmap(grad))."""
-    batched = torch.func.vmap(forward)
+    batched = torch.func.vmap(forward, randomness=randomness)
 
     def batched_forward(p, b, x):
         pred = batched(p, b, x)
@@ -317,5 +329,5 @@ def _objective_grad_fn(forward, objective):
         lift = lambda d: {k: v.unsqueeze(0) for k, v in d.items()}  # noqa: E731 (a model of K = 1)
         return objective(batched_forward, lift(p), lift(b), x[None, None], t[None, None]).sum()
 
-    per_model = torch.func.vmap(torch.func.grad(one), in_dims=(None, None, 0, 0))
-    return torch.func.vmap(per_model, in_dims=(0, 0, 0, 0))
+    per_model = torch.func.vmap(torch.func.grad(one), in_dims=(None, None, 0, 0), randomness=randomness)
+    return torch.func.vmap(per_model, in_dims=(0, 0, 0, 0), randomness=randomness)

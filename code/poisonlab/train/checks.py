@@ -110,8 +110,9 @@ def _check_hidden(hidden, model):
         hidden = tuple(validate.positive_int("hidden", h) for h in hidden)
     except TypeError:
         raise ValueError(f"hidden must be a list of positive layer widths, got {hidden!r}") from None
-    if model == "linear" and hidden:
-        raise ValueError(f"hidden must be () for the linear model, got {hidden!r}")
+    if model in ("linear", "spec") and hidden:
+        raise ValueError(f"hidden must be () for the {'linear model' if model == 'linear' else 'model spec (its layers say)'}"
+                         f", got {hidden!r}")
     return hidden
 
 

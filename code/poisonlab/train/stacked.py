@@ -7,14 +7,22 @@ import torch
 from torch import Tensor, nn
 
 from .checks import _check_index
+from .spec import Spec
 
 
 class BatchedModel:
-    """K trained models of one architecture, parameters stacked along a leading dimension K."""
+    """K trained models of one architecture, parameters stacked along a leading dimension K.
+
+    kind: "linear" | "mlp" | "cnn" (models.make_model's) or "spec" with `spec` the Spec trained.
+    """
 
     def __init__(self, kind: str, params: dict, buffers: dict, *, in_dim: int, out_dim: int, hidden: tuple,
-                 in_shape, history: Tensor, trajectory: dict | None = None, trajectory_steps: Tensor | None = None):
+                 in_shape, history: Tensor, trajectory: dict | None = None, trajectory_steps: Tensor | None = None,
+                 spec: Spec | None = None):
         self.kind, self.in_dim, self.out_dim, self.hidden, self.in_shape = kind, in_dim, out_dim, hidden, in_shape
+        if spec is None and kind == "spec":
+            raise ValueError("spec must be given for kind='spec'")
+        self.spec = spec if kind == "spec" else None
         self.params, self.buffers = params, buffers
         self.history = history  # (K, epochs) mean training loss per epoch
         self.trajectory = trajectory  # name -> (T, K, ...) parameters at trajectory_steps; "W", "b" for linear
@@ -51,15 +59,12 @@ class BatchedModel:
             if self.kind == "linear":
                 Xf = X.reshape(X.shape[0], X.shape[1], -1).to(self.W.dtype)
                 return torch.baddbmm(self.b.unsqueeze(1), Xf, self.W.transpose(1, 2))
-            if self._base is None:  # built outside vmap, which forbids the random initialisation
-                self._base = _base_module(self.kind, self.in_dim, self.out_dim, self.hidden, self.in_shape)
+            if self._base is None:
+                self._base = self.spec or Spec.of(self.kind, self.in_dim, self.out_dim, self.hidden, self.in_shape)
             dtype = next(iter(self.params.values())).dtype
-            return torch.func.vmap(self._call)(self.params, self.buffers, X.to(dtype))
+            return torch.func.vmap(self._base.forward)(self.params, X.to(dtype))
 
     __call__ = forward
-
-    def _call(self, params, buffers, x):
-        return torch.func.functional_call(self._base, (params, buffers), (x,))
 
     def state_dict(self, k: int) -> dict:
         """Model k as a state dict loadable into make_model(...)."""
@@ -69,7 +74,9 @@ class BatchedModel:
         return state
 
     def module(self, k: int) -> nn.Module:
-        """Model k as a stand-alone nn.Module (made by models.make_model, then loaded)."""
+        """Model k as a stand-alone nn.Module (made by models.make_model, or Spec.module, then loaded)."""
+        if self.spec is not None:
+            return self.spec.module(self.state_dict(k))
         net = _make(self.kind, self.in_dim, self.out_dim, self.hidden, 0, self.in_shape)
         net.load_state_dict(self.state_dict(k))
         return net
@@ -159,3 +166,23 @@ def _initial_state(kind, in_dim, out_dim, hidden, seeds, in_shape):
     return params, buffers
 
 
+
+
+def _initial_spec(init, spec: Spec, seeds, K, dtype):
+    """Stacked initial parameters of a Spec: from `init` (a BatchedModel or K state dicts), else spec.init(seed)."""
+    shapes = spec.shapes()
+    if init is None:
+        params = spec.stacked_init(seeds)
+    elif isinstance(init, BatchedModel):
+        if init.K != K:
+            raise ValueError(f"init must be a BatchedModel of K={K} models, got {init!r}")
+        params = dict(init.params)
+    elif isinstance(init, Sequence) and len(init) == K and all(isinstance(s, dict) for s in init):
+        if any(list(s) != list(init[0]) for s in init):
+            raise ValueError("init must be K state dicts of one architecture (same keys)")
+        params = {key: torch.stack([torch.as_tensor(s[key]) for s in init]) for key in init[0]}
+    else:
+        raise ValueError(f"init must be a BatchedModel or a list of K={K} state dicts, got {type(init).__name__}")
+    if {k: tuple(v.shape[1:]) for k, v in params.items()} != shapes:
+        raise ValueError(f"init must hold the parameters of this model spec: {shapes}")
+    return {k: v.detach().to(dtype).clone() for k, v in params.items()}, {}
