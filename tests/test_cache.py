@@ -253,7 +253,8 @@ def test_source_hash_leaves_out_the_command_line(tmp_path, monkeypatch):
     package = Path(cache.__file__).resolve().parent
     fake = tmp_path / "poisonlab"
     fake.mkdir()
-    for name in ("cache.py", "cli.py", "train.py"):
+    (fake / "train").mkdir()
+    for name in ("cache.py", "cli.py", "train/batched.py"):
         (fake / name).write_text((package / name).read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setattr(cache, "__file__", str(fake / "cache.py"))
 
@@ -264,7 +265,7 @@ def test_source_hash_leaves_out_the_command_line(tmp_path, monkeypatch):
     before = fresh()
     (fake / "cli.py").write_text("# edited\n", encoding="utf-8")
     assert fresh() == before
-    (fake / "train.py").write_text("# edited\n", encoding="utf-8")
+    (fake / "train" / "batched.py").write_text("# edited\n", encoding="utf-8")  # a subpackage counts too
     assert fresh() != before
 
 

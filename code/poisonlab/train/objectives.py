@@ -1,0 +1,131 @@
+"""Objectives: what a trainer minimises, as per-example losses (K, B) of K models on a minibatch.
+
+An objective is any callable `objective(forward, params, buffers, Xb, Yb) -> (K, B)` where
+`forward(params, buffers, X)` gives the K models' outputs (K, B, out) on inputs X (K, B, ...) and
+Xb, Yb are the minibatch (K, B, ...), (K, B, m) for regression and bce, (K, B) class indices for ce.
+The trainers minimise the mean over B (or aggregate per-example gradients, see aggregate.py).
+ERM with the usual losses is the default. FGSM is a small adversarial objective: the loss at inputs
+moved by eps times the sign of the input gradient (eps may change between epochs: a schedule).
+Objectives used with a robust aggregator are differentiated per example by torch.func (vmap, grad):
+they must then be written in torch.func-compatible operations (no torch.autograd.grad inside).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import losses, validate
+
+__all__ = ["ERM", "FGSM"]
+
+
+class ERM:
+    """Empirical risk: the loss of each example, model k with its own loss name and Huber delta.
+
+    loss: a name of losses.LOSSES or K of them; delta: a number or (K,) values (for "huber").
+    """
+
+    def __init__(self, loss="mse", delta=1.0):
+        names = [loss] if isinstance(loss, str) else list(loss)
+        for name in set(names):
+            validate.choice("loss", name, losses.LOSSES)
+        if "ce" in names and set(names) != {"ce"}:
+            raise ValueError("loss must not mix 'ce' with other losses in one batched run")
+        self.names = names
+        self.delta = delta if isinstance(delta, Tensor) else torch.as_tensor(delta, dtype=torch.float32)
+        self._groups = None
+
+    def loss(self, pred: Tensor, Yb: Tensor) -> Tensor:
+        """Per-example losses (K, B) of predictions (K, B, out) or (K, B) against targets."""
+        if pred.dim() == 2:
+            pred = pred.unsqueeze(-1)
+        if self.names[0] == "ce":
+            return losses._per_example("ce", pred, Yb)
+        if self._groups is None or self._groups[1] != pred.device:
+            names = self.names * pred.shape[0] if len(self.names) == 1 else self.names
+            self._groups = (_groups(names, pred), pred.device)
+        delta = self.delta.to(pred.device)
+        if delta.dim() and delta.numel() > 1 and bool((delta != delta[0]).any()):
+            delta = delta.reshape(-1, 1, 1).to(pred.dtype)
+        else:
+            delta = float(delta.reshape(-1)[0])
+        return _loss_only(self._groups[0], pred, Yb, delta)
+
+    def __call__(self, forward, params, buffers, Xb, Yb):
+        return self.loss(forward(params, buffers, Xb), Yb)
+
+    def __repr__(self):
+        return f"ERM(loss={self.names if len(self.names) > 1 else self.names[0]!r})"
+
+
+class FGSM:
+    """Adversarial training's simplest inner step: the loss at Xb + eps sign(grad_X loss) (per example).
+
+    The perturbation is a constant for the outer gradient (no second-order terms). `eps` is an attribute:
+    a per-epoch callback may set it (an epsilon schedule). `base` is the loss objective (default ERM()).
+    """
+
+    def __init__(self, eps: float, base=None):
+        self.eps = validate.non_negative("eps", eps)
+        self.base = ERM() if base is None else base
+
+    def __call__(self, forward, params, buffers, Xb, Yb):
+        X = Xb.detach().requires_grad_(True)
+        inner = self.base(forward, params, buffers, X, Yb).sum()
+        (g,) = torch.autograd.grad(inner, X)
+        return self.base(forward, params, buffers, Xb + self.eps * g.sign(), Yb)
+
+    def __repr__(self):
+        return f"FGSM(eps={self.eps}, base={self.base!r})"
+
+
+def _groups(names, like: Tensor):
+    """(name, mask (K, 1, 1)) for each loss used; a single loss needs no mask."""
+    unique = list(dict.fromkeys(names))
+    if len(unique) == 1:
+        return [(unique[0], None)]
+    return [(u, torch.tensor([x == u for x in names], device=like.device).reshape(-1, 1, 1)) for u in unique]
+
+
+def _loss_and_grad(groups, pred, target, delta):
+    """Per-example losses (K, B) and d loss / d pred (K, B, m) with each model's own loss."""
+    if len(groups) == 1:
+        name = groups[0][0]
+        return losses._per_example(name, pred, target, delta), losses._grad_pred(name, pred, target, delta)
+    per, grad = torch.zeros(pred.shape[:2], dtype=pred.dtype, device=pred.device), torch.zeros_like(pred)
+    for name, mask in groups:
+        per = torch.where(mask[..., 0], losses._per_example(name, pred, target, delta), per)
+        grad = torch.where(mask, losses._grad_pred(name, pred, target, delta), grad)
+    return per, grad
+
+
+
+
+def _loss_only(groups, pred, target, delta):
+    if len(groups) == 1:
+        return losses._per_example(groups[0][0], pred, target, delta)
+    per = torch.zeros(pred.shape[:2], dtype=pred.dtype, device=pred.device)
+    for name, mask in groups:
+        per = torch.where(mask[..., 0], losses._per_example(name, pred, target, delta), per)
+    return per
+
+
+def _per_example_grad_fn(forward, names, delta):
+    """vmap over models of vmap over examples of grad: per-example gradients (K, B, *param shape)."""
+    codes = torch.tensor([losses.LOSSES.index(u) for u in names], device=delta.device)
+
+    def one(p, b, x, t, code, dlt):
+        pred = forward(p, b, x.unsqueeze(0))
+        if pred.dim() == 1:
+            pred = pred.unsqueeze(-1)
+        if names[0] == "ce":
+            return losses._per_example("ce", pred, t.unsqueeze(0)).sum()
+        value = torch.zeros((), device=x.device)
+        for u in dict.fromkeys(names):
+            # Data-dependent control flow is not allowed under vmap: select each loss arithmetically.
+            value = value + (code == losses.LOSSES.index(u)) * losses._per_example(u, pred, t.unsqueeze(0), dlt).sum()
+        return value
+
+    per_model = torch.func.vmap(torch.func.grad(one), in_dims=(None, None, 0, 0, None, None))
+    over_models = torch.func.vmap(per_model, in_dims=(0, 0, 0, 0, 0, 0))
+    return lambda p, b, Xb, Yb: over_models(p, b, Xb, Yb, codes, delta)
