@@ -5,7 +5,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import losses, validate
 from ..experiment import DivergenceError

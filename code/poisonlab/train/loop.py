@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .. import losses, validate
 from ..experiment import DivergenceError
 from . import optim
-from .checks import GROWTH, _check_seed, _check_tensors, _class_labels, _diverged_single
+from .checks import GROWTH, _check_single, _diverged_single
 
 
 @dataclass
@@ -106,20 +106,5 @@ def _objective_loss(objective, model, Xb, yb, loss):
 
 def _snapshot(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _check_single(model, X, y, loss, epochs, lr, batch_size, seed, delta, record_every):
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_tensors(X, y, loss, leading=1)
-    validate.choice("loss", loss, losses.LOSSES)
-    validate.positive_int("epochs", epochs)
-    validate.positive("lr", lr)
-    validate.positive_int("batch_size", batch_size)
-    validate.positive("delta", delta)
-    _check_seed("seed", seed)
-    if record_every is not None:
-        validate.positive_int("record_every", record_every)
-    return _class_labels(y) if loss == "ce" else y
 
 
