@@ -248,8 +248,12 @@ def _hashable(v):
     return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
-# Experiments live in poisonlab.experiments.<name>, each registering itself on import.
-KNOWN = ("linear", "logistic", "images")
+# The CLI name of each experiment -> its module, poisonlab.chapters.<chapter>.experiment, which registers it on
+# import (imported only when the experiment is run: `poisonlab --help` stays fast).
+MODULES = {"linear": "poisonlab.chapters.linear_regression.experiment",
+           "logistic": "poisonlab.chapters.logistic_regression.experiment",
+           "images": "poisonlab.chapters.image_classification.experiment"}
+KNOWN = tuple(MODULES)
 _REGISTRY: dict[str, Experiment] = {}
 
 
@@ -260,7 +264,14 @@ def register(experiment: Experiment) -> Experiment:
 
 def available() -> list[str]:
     """Names of the experiments whose module exists in this installation."""
-    return [n for n in KNOWN if importlib.util.find_spec(f"poisonlab.experiments.{n}") is not None]
+    return [n for n in KNOWN if _installed(MODULES[n])]
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def get(name: str) -> Experiment:
@@ -268,5 +279,5 @@ def get(name: str) -> Experiment:
     if name not in _REGISTRY:
         if name not in available():
             raise ValueError(f"experiment must be one of {', '.join(available())}; got {name!r}")
-        importlib.import_module(f"poisonlab.experiments.{name}")
+        importlib.import_module(MODULES[name])
     return _REGISTRY[name]

@@ -16,9 +16,11 @@ import math
 import numpy as np
 import pytest
 
-from poisonlab.experiments import linear as lin
+from poisonlab.chapters.linear_regression import (
+    experiment as lin_exp, laws as lin_laws, studies as lin_studies, sweeps as lin,
+)
 from poisonlab.profile import get_profile
-from poisonlab.theory import linear as theory
+from poisonlab.chapters.linear_regression import theory
 
 PROFILE = get_profile("quick")
 Z = PROFILE.linear
@@ -28,7 +30,7 @@ P = theory.poisoned_fraction(lin.ALPHA, N)
 
 @pytest.fixture(scope="module")
 def laws():
-    return {name: lin.law(name, PROFILE) for name in lin.LAWS}
+    return {name: lin_laws.law(name, PROFILE) for name in lin_laws.LAWS}
 
 
 def _mean_over(values):
@@ -43,7 +45,7 @@ def wrong(name: str, laws: dict) -> float:
     if name == "covariance":  # a covariance 20% too large (e.g. forgetting the design, sigma^2 (d+1)/N)
         return 1.2
     if name == "floor":  # the classical with-replacement floor: measured/predicted would average WR/RR
-        cfg = lin.EXPERIMENT.resolve(**lin.setting(PROFILE, out_dim=8))
+        cfg = lin_exp.EXPERIMENT.resolve(**lin.setting(PROFILE, out_dim=8))
         a = lin.predicted("train_mse", cfg)
         lrs = np.array(grids["floor"][0]["lr"])
         wr = theory.sgd_floor(lrs, cfg["batch_size"], N, 1, 8, a, replacement=True)
@@ -90,7 +92,7 @@ def wrong(name: str, laws: dict) -> float:
         l2 = theory.m_excess_risk("l2", N, changes["dim"], p, lin.MU, lin.S, lin.SIGMA)
         return _mean_over(l2 / full)
     if name == "trimming":  # trimming without effect: the bias stays p mu, measured - predicted averages
-        tab = lin.trimming(PROFILE)
+        tab = lin_studies.trimming(PROFILE)
         tab = tab[tab["eta_mean"] == lin.FAR_MU]
         return float(np.mean(tab["predicted"] - P * lin.FAR_MU))
     if name == "forgetting":  # half-life growing like 1/sqrt(lr)
@@ -98,14 +100,14 @@ def wrong(name: str, laws: dict) -> float:
     raise KeyError(name)
 
 
-@pytest.mark.parametrize("name", list(lin.LAWS))
+@pytest.mark.parametrize("name", list(lin_laws.LAWS))
 def test_law_agrees(laws, name):
     law = laws[name]
     assert math.isfinite(law.fitted) and law.lo <= law.fitted <= law.hi
     assert law.agrees, f"{name}: predicted {law.predicted} outside [{law.lo}, {law.hi}] (fitted {law.fitted})"
 
 
-@pytest.mark.parametrize("name", list(lin.LAWS))
+@pytest.mark.parametrize("name", list(lin_laws.LAWS))
 def test_law_rejects_a_wrong_prediction(laws, name):
     law = laws[name]
     alternative = wrong(name, laws)
@@ -118,5 +120,5 @@ def test_laws_table_lists_every_law(laws):
     from poisonlab import laws as laws_module
 
     table = laws_module.table(list(laws.values()))
-    assert len(table) == len(lin.LAWS) and table["agrees"].all()
+    assert len(table) == len(lin_laws.LAWS) and table["agrees"].all()
 

@@ -9,8 +9,10 @@ import sympy as sp
 import torch
 
 from poisonlab import attacks, defenses, vision
-from poisonlab.experiments import images as img
-from poisonlab.theory import images as T
+from poisonlab.chapters.image_classification import (
+    experiment as img, studies as img_studies, sweeps as img_sweeps,
+)
+from poisonlab.chapters.image_classification import theory as T
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +199,7 @@ def test_fit_softmax_against_scikit_learn(digits):
     X = digits.X_train[:n].reshape(n, -1).double()
     y = digits.y_train[:n]
     l2 = 1e-2
-    theta = img.fit_softmax(X, y, 10, l2)
+    theta = img_studies.fit_softmax(X, y, 10, l2)
     # scikit-learn minimises C sum CE + |W|^2/2; with the intercept as a penalised feature and
     # C = 1/(n l2) that is n/l2... times our objective: the same minimiser
     Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], 1).numpy()
@@ -211,27 +213,27 @@ def test_influence_is_the_derivative_of_the_refit(digits):
     X, y = digits.X_train[:n].reshape(n, -1).double(), digits.y_train[:n]
     Xt, yt = digits.X_test.reshape(len(digits.X_test), -1).double(), digits.y_test
     l2 = 1e-2
-    theta = img.fit_softmax(X, y, 10, l2)
+    theta = img_studies.fit_softmax(X, y, 10, l2)
     infl = T.flip_influence(theta[:, :-1], theta[:, -1], X, y, Xt, yt, l2)
     assert torch.all(infl.gather(1, y[:, None]) == 0)
     i, j = 17, int((y[17] + 3) % 10)
     y2 = y.clone()
     y2[i] = j
-    refit = img.fit_softmax(X, y2, 10, l2, theta0=theta)
-    actual = float(img._test_loss(refit, Xt, yt) - img._test_loss(theta, Xt, yt))
+    refit = img_studies.fit_softmax(X, y2, 10, l2, theta0=theta)
+    actual = float(img_studies._test_loss(refit, Xt, yt) - img_studies._test_loss(theta, Xt, yt))
     # second-order terms: (1/n)^2 relative to the first-order (1/n) term, a few per cent here
     assert actual == pytest.approx(float(infl[i, j]), rel=0.05, abs=1e-6)
 
 
 def test_influence_study_rows(digits):
-    df = img.influence_study(seed=0, sizes=(1, 4), groups=3)
+    df = img_studies.influence_study(seed=0, sizes=(1, 4), groups=3)
     assert list(df.kind) == ["max-loss", "random", "random", "random"] * 2
     assert set(df.m) == {1, 4}
     # single flips: the linearised parameters give the refit's loss change to a few per cent
     single = df[df.m == 1]
     assert np.allclose(single.predicted_loss, single.actual_loss, rtol=0.1, atol=2e-5)
     with pytest.raises(ValueError, match="sizes"):
-        img.influence_study(seed=0, sizes=(0,))
+        img_studies.influence_study(seed=0, sizes=(0,))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,10 +307,10 @@ def test_fit_is_deterministic_and_metrics_are_consistent():
 
 
 def test_early_stopping_and_memorisation_curves():
-    curves = img.memorisation([0], model="linear", alpha=0.3, epochs=4, early_stopping=True)
+    curves = img_studies.memorisation([0], model="linear", alpha=0.3, epochs=4, early_stopping=True)
     assert list(curves.epoch) == list(range(5))
     assert (curves.val_flipped.between(0.2, 0.4)).all()
-    es = img.early_stopping_summary(curves)
+    es = img_sweeps.early_stopping_summary(curves)
     assert len(es) == 1 and 1 <= es.es_epoch.iloc[0] <= 4
     (m,) = img.fit([config(alpha=0.3, epochs=4, early_stopping=True)])
     # the experiment keeps the same epoch as the summary of the same run
@@ -317,7 +319,7 @@ def test_early_stopping_and_memorisation_curves():
 
 
 def test_pair_alphas_are_feasible_for_every_seed():
-    alphas = img.pair_alphas([0.0, 0.5, 0.99], range(3))
+    alphas = img_sweeps.pair_alphas([0.0, 0.5, 0.99], range(3))
     assert alphas[0] == 0.0 and alphas[1] < alphas[2] < 0.25
     for s in range(3):
         ds = img.make_data(config(seed=s))
@@ -329,7 +331,7 @@ def test_summarize_gives_t_intervals():
     import pandas as pd
 
     rows = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 4, "v": [1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]})
-    s = img.summarize(rows, "g", "v").set_index("g")
+    s = img_sweeps.summarize(rows, "g", "v").set_index("g")
     half = 3.182446305284263 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(3) quantile
     assert s.loc["a", "v_mean"] == 2.5 and s.loc["a", "v_hi"] - 2.5 == pytest.approx(half)
     assert s.loc["b", "v_lo"] == s.loc["b", "v_hi"] == 0.0

@@ -1,4 +1,5 @@
-"""poisonlab.theory.logistic: the sympy derivations and the numeric predictions, against references.
+"""poisonlab.chapters.logistic_regression.theory: the sympy derivations and the numeric predictions,
+against references.
 
 References: closed forms, scipy quadrature, and Monte Carlo with a tolerance of 4 standard errors
 (binomial or sample standard error of the draws), so that a wrong formula fails and a right one
@@ -15,7 +16,7 @@ import torch
 from scipy import integrate, special, stats
 
 from poisonlab import data
-from poisonlab.theory import logistic as T
+from poisonlab.chapters.logistic_regression import theory as T
 
 W1 = np.array([1.0, 0.0])
 

@@ -18,7 +18,7 @@ import sympy as sp
 import torch
 from scipy import stats
 
-from .. import validate
+from ... import validate
 
 __all__ = [
     # derivations (sympy)

@@ -18,7 +18,7 @@ import sympy as sp
 import sympy.stats as st
 from scipy import optimize, special
 
-from .. import validate
+from ... import validate
 
 __all__ = [
     "normal_equations", "normal_equations_matrix", "gauss_markov", "poisoned_population",

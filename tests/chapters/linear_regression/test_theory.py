@@ -1,4 +1,4 @@
-"""Unit tests of poisonlab.theory.linear and of the chapter functions of poisonlab.experiments.linear.
+"""Unit tests of poisonlab.chapters.linear_regression: its theory and its sweeps and studies.
 
 Derivations are checked against independent references (numpy least squares, scipy integration and
 root finding, closed forms) and, where they are statements about expectations, against Monte Carlo
@@ -14,8 +14,10 @@ import sympy as sp
 import torch
 from scipy import integrate, optimize, special, stats
 
-from poisonlab.experiments import linear as lin
-from poisonlab.theory import linear as theory
+from poisonlab.chapters.linear_regression import (
+    experiment as lin, studies as lin_studies, sweeps as lin_sweeps,
+)
+from poisonlab.chapters.linear_regression import theory
 
 
 # ---------------------------------------------------------------- derivations (sympy)
@@ -238,15 +240,15 @@ def test_exact_solver_and_mlp_metrics():
 
 
 def test_predicted_matches_theory_for_the_exact_solver():
-    c = lin.EXPERIMENT.resolve(**lin.setting("quick", solver="exact"))
+    c = lin.EXPERIMENT.resolve(**lin_sweeps.setting("quick", solver="exact"))
     N = theory.n_train(c["n"])
     p = theory.poisoned_fraction(c["alpha"], N)
-    assert lin.predicted("excess_risk", c) == pytest.approx(theory.ols_excess_risk(N, 1, 1.0, p, c["eta_mean"], c["eta_std"]))
-    assert lin.predicted("exact_gap_sq", c) == 0
+    assert lin_sweeps.predicted("excess_risk", c) == pytest.approx(theory.ols_excess_risk(N, 1, 1.0, p, c["eta_mean"], c["eta_std"]))
+    assert lin_sweeps.predicted("exact_gap_sq", c) == 0
     with pytest.raises(ValueError, match="config"):
-        lin.predicted("test_mse", {**c, "loss": "l1"})
+        lin_sweeps.predicted("test_mse", {**c, "loss": "l1"})
     with pytest.raises(ValueError, match="metric"):
-        lin.predicted("accuracy", c)
+        lin_sweeps.predicted("accuracy", c)
 
 
 def test_jackknife_covers_a_known_slope():
@@ -256,7 +258,7 @@ def test_jackknife_covers_a_known_slope():
     rng = np.random.default_rng(0)
     rows = pd.DataFrame([{"x": x, "seed": r, "y": 2 * x + rng.normal()} for r in range(30) for x in range(5)])
     fake = type("R", (), {"rows": rows})()
-    est, lo, hi, se = lin.jackknife(fake, "x", "y", lin.slope)
+    est, lo, hi, se = lin_sweeps.jackknife(fake, "x", "y", lin_sweeps.slope)
     assert lo < 2 < hi and se > 0
     assert est == pytest.approx(np.polyfit(range(5), rows.groupby("x")["y"].mean(), 1)[0])
 
@@ -264,9 +266,9 @@ def test_jackknife_covers_a_known_slope():
 def test_half_life_of_an_exact_exponential():
     steps = np.arange(100)
     f = 0.9**steps
-    assert lin.half_life_of(steps, f, 20) == pytest.approx(math.log(2) / -math.log(0.9))
+    assert lin_studies.half_life_of(steps, f, 20) == pytest.approx(math.log(2) / -math.log(0.9))
     with pytest.raises(ValueError, match="fraction"):
-        lin.half_life_of(steps, f - 0.5, 20)
+        lin_studies.half_life_of(steps, f - 0.5, 20)
 
 
 def test_trimmed_least_squares_removes_far_outliers():
@@ -274,15 +276,15 @@ def test_trimmed_least_squares_removes_far_outliers():
     X = torch.randn(300, 1, generator=g)
     y = 2 * X + 1 + 0.1 * torch.randn(300, 1, generator=g)
     y[:30] += 100
-    W, b = lin.trimmed_least_squares(X, y, trim=0.15)
+    W, b = lin_studies.trimmed_least_squares(X, y, trim=0.15)
     assert W.item() == pytest.approx(2, abs=0.05) and b.item() == pytest.approx(1, abs=0.05)
-    Wb, bb = lin.trimmed_least_squares(X.expand(3, -1, -1), y.expand(3, -1, -1), trim=0.15)  # batched
+    Wb, bb = lin_studies.trimmed_least_squares(X.expand(3, -1, -1), y.expand(3, -1, -1), trim=0.15)  # batched
     assert torch.allclose(bb[:, 0], b.expand(3), atol=1e-5)
 
 
 def test_ellipse_is_the_level_set():
     cov = np.array([[2.0, 0.5], [0.5, 1.0]])
-    x, y = lin.ellipse([1.0, -1.0], cov, level=0.9)
+    x, y = lin_sweeps.ellipse([1.0, -1.0], cov, level=0.9)
     v = np.stack([x - 1.0, y + 1.0])
     q = np.einsum("in,ij,jn->n", v, np.linalg.inv(cov), v)
     assert np.allclose(q, stats.chi2.ppf(0.9, 2))

@@ -15,8 +15,8 @@ import sympy as sp
 from scipy import stats
 
 from poisonlab import get_profile
-from poisonlab.experiments import images as I
-from poisonlab.theory import images as T
+from poisonlab.chapters.image_classification import laws as I, studies as I_studies, sweeps as I_sweeps
+from poisonlab.chapters.image_classification import theory as T
 
 S = get_profile("quick").images
 K = 10
@@ -34,7 +34,7 @@ def band(values) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def linear():
-    return I.attack_sweeps("linear", S, cache=False)
+    return I_sweeps.attack_sweeps("linear", S, cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_race_law_crosses_chance_at_the_threshold(linear):
 
 
 def test_pair_flips_swap_at_half_the_pair(linear, seeds):
-    share = I.class_share((1, 7), seeds, reduce="mean")
+    share = I_sweeps.class_share((1, 7), seeds, reduce="mean")
     fit = I.fit_two_class_law(linear["pair"].rows, share)
     tol = t99(fit.n - 3) * fit.se["alpha_c"]
     assert abs(fit.params["alpha_c"] - share / 2) <= tol
@@ -101,7 +101,7 @@ def test_pair_flips_swap_at_half_the_pair(linear, seeds):
 
 def test_target_class_flips_cross_before_the_consistent_threshold(linear, seeds):
     # the chapter's finding: shrinkage toward the shifted label marginal moves the crossing earlier
-    share = 1 - I.class_share((0,), seeds, reduce="mean")
+    share = 1 - I_sweeps.class_share((0,), seeds, reduce="mean")
     fit = I.fit_two_class_law(linear["target-class"].rows, share)
     tol = t99(fit.n - 3) * fit.se["alpha_c"]
     assert fit.params["alpha_c"] + tol < share / 2
@@ -122,7 +122,7 @@ def test_target_class_flips_cross_before_the_consistent_threshold(linear, seeds)
 def influence():
     import pandas as pd
 
-    return pd.concat([I.influence_study(seed=s, sizes=S["influence_sizes"], groups=S["influence_groups"])
+    return pd.concat([I_studies.influence_study(seed=s, sizes=S["influence_sizes"], groups=S["influence_groups"])
                       for s in range(S["influence_seeds"])], ignore_index=True)
 
 
@@ -165,7 +165,7 @@ def test_max_loss_flips_cost_more_accuracy_and_less_loss_per_label(influence):
 
 @pytest.fixture(scope="module")
 def knn():
-    return I.knn_filter_rates(S["knn_alphas"], range(S["knn_seeds"]), k=S["knn_k"])
+    return I_studies.knn_filter_rates(S["knn_alphas"], range(S["knn_seeds"]), k=S["knn_k"])
 
 
 def test_knn_filter_discards_clean_points_as_predicted(knn):
@@ -197,7 +197,7 @@ def test_knn_filter_catches_flipped_points_as_predicted(knn):
 def memo():
     import pandas as pd
 
-    return pd.concat([I.memorisation(range(S["memo_seeds"]), S["memo_alphas"], model=m, hidden=h,
+    return pd.concat([I_studies.memorisation(range(S["memo_seeds"]), S["memo_alphas"], model=m, hidden=h,
                                      epochs=S["memo_epochs"], lr=S["memo_lr"][m], batch_size=S["memo_batch_size"],
                                      early_stopping=True)
                       for m, h in (("linear", None), ("mlp", [S["memo_hidden"]]))], ignore_index=True)
@@ -207,7 +207,7 @@ def test_poisoned_heldout_accuracy_is_affine_in_the_clean_one(memo):
     # runs of one seed share its split and nested flips: the seed is the independent unit. With three
     # seeds a t band from their spread is erratic, so the tolerance is the gap's sampling SD from
     # theory (the chance correlation of flipped and correct on the held-out split), 99%: z = 2.576
-    gap = I.noisy_heldout_gap(memo, K)
+    gap = I_sweeps.noisy_heldout_gap(memo, K)
     mean = float(gap.gap.mean())
     tol = stats.norm.ppf(0.995) * float(np.sqrt((gap.sd ** 2).mean() / len(gap)))
     assert abs(mean) <= tol
@@ -220,7 +220,7 @@ def test_poisoned_heldout_accuracy_is_affine_in_the_clean_one(memo):
 
 
 def test_early_stopping_on_poisoned_labels_matches_clean_labels(memo):
-    es = I.early_stopping_summary(memo)
+    es = I_sweeps.early_stopping_summary(memo)
     mean, tol = band((es.es_accuracy - es.oracle_accuracy).groupby(es.seed).mean())
     assert abs(mean) <= tol + 1e-12
     # the MLP memorises flipped labels late in training, softmax regression does not

@@ -1,5 +1,5 @@
-"""poisonlab.experiments.logistic: the attack operators as the experiment uses them, the defences,
-the chapter's study functions, and their bad input."""
+"""poisonlab.chapters.logistic_regression: the attack operators as the experiment uses them, the
+defences, the chapter's study functions, and their bad input."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,9 @@ import torch
 
 from poisonlab import attacks, sweep, train
 from poisonlab.experiment import ParameterError
-from poisonlab.experiments import logistic as L
+from poisonlab.chapters.logistic_regression import (
+    experiment as L, laws as L_laws, studies as L_studies, sweeps as L_sweeps,
+)
 
 
 def config(**changes):
@@ -131,12 +133,12 @@ def test_filters_catch_random_flips_and_report_what_they_drop():
 
 
 def test_knn_rates_match_the_filter():
-    r = L.knn_rates({"x_dist": "mixture", "alpha": 0.2, "defense": "knn-filter", "seed": 0}, far=0.0)
+    r = L_studies.knn_rates({"x_dist": "mixture", "alpha": 0.2, "defense": "knn-filter", "seed": 0}, far=0.0)
     assert 0 <= r["clean"] <= r["flipped"] <= 1
     assert r["far_fraction"] == pytest.approx(1.0)
     assert r["flipped_far"] == pytest.approx(r["flipped"])
     with pytest.raises(ValueError, match="reference"):
-        L.knn_rates({"flip": "max-loss", "alpha": 0.1, "defense": "knn-filter"}, far=0.5)
+        L_studies.knn_rates({"flip": "max-loss", "alpha": 0.1, "defense": "knn-filter"}, far=0.5)
 
 
 # ------------------------------------------------------------------ metrics and reproducibility
@@ -167,21 +169,21 @@ def test_mlp_metrics_are_finite_and_its_affine_part_is_reported():
 
 
 def test_trajectory_starts_at_theta0_and_moves():
-    steps, acc, norm, angle = L.trajectory({"x_dist": "mixture", "flip": "random", "alpha": 0.2, "epochs": 4,
+    steps, acc, norm, angle = L_studies.trajectory({"x_dist": "mixture", "flip": "random", "alpha": 0.2, "epochs": 4,
                                             "seed": 0}, 5)
     assert steps[0] == 0 and np.all(np.diff(steps) == 5)
     assert len(steps) == len(acc) == len(norm) == len(angle)
     assert norm[-1] < norm[0]  # random flips shrink the clean model's norm
     with pytest.raises(ValueError, match="record_every"):
-        L.trajectory({"seed": 0}, 0)
+        L_studies.trajectory({"seed": 0}, 0)
 
 
 def test_evasion_error_is_the_mass_within_eps():
     d = np.array([-0.1, 0.05, 0.2, 0.5, 1.0])
-    np.testing.assert_allclose(L.evasion_error(d, [0.0, 0.1, 0.6]), [0.2, 0.4, 0.8])
+    np.testing.assert_allclose(L_studies.evasion_error(d, [0.0, 0.1, 0.6]), [0.2, 0.4, 0.8])
     with pytest.raises(ValueError, match="eps"):
-        L.evasion_error(d, [-1.0])
-    dist = L.boundary_distances({"x_dist": "gaussian", "alpha": 0.0, "n": 500, "seed": 0})
+        L_studies.evasion_error(d, [-1.0])
+    dist = L_studies.boundary_distances({"x_dist": "gaussian", "alpha": 0.0, "n": 500, "seed": 0})
     assert dist.shape == (100,) and np.mean(dist > 0) > 0.9
 
 
@@ -197,34 +199,34 @@ def test_crossings_interpolate_per_repeat():
     rows = [{"seed": s, "alpha": a, "expected_accuracy": acc}
             for s, curve in ((0, [0.9, 0.7, 0.3]), (1, [0.9, 0.8, 0.4]))
             for a, acc in zip([0.1, 0.2, 0.3], curve)]
-    np.testing.assert_allclose(L.crossings(_Result(rows)), [0.25, 0.275])
+    np.testing.assert_allclose(L_laws.crossings(_Result(rows)), [0.25, 0.275])
     with pytest.raises(ValueError, match="fall below"):
-        L.crossings(_Result([{"seed": 0, "alpha": a, "expected_accuracy": 0.9} for a in (0.1, 0.2)]))
+        L_laws.crossings(_Result([{"seed": 0, "alpha": a, "expected_accuracy": 0.9} for a in (0.1, 0.2)]))
 
 
 def test_symmetry_law_on_a_symmetric_curve():
     rows = [{"seed": s, "alpha": a, "expected_accuracy": 1 - a + 0.01 * s * (a - 0.5)}
             for s in range(4) for a in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    law = L.symmetry_law(_Result(rows))
+    law = L_laws.symmetry_law(_Result(rows))
     assert law.fitted == pytest.approx(1.0) and law.agrees
 
 
 def test_jackknife_of_a_mean_is_the_t_interval():
     rows = pd.DataFrame({"seed": np.arange(6), "x": [1.0, 2.0, 4.0, 3.0, 5.0, 2.5]})
-    est = L.jackknife(rows, lambda r: r["x"].mean())
+    est = L_sweeps.jackknife(rows, lambda r: r["x"].mean())
     np.testing.assert_allclose(est, sweep.mean_ci(rows["x"]))
     with pytest.raises(ValueError, match="repeats"):
-        L.jackknife(rows.iloc[:1], lambda r: r["x"].mean())
+        L_sweeps.jackknife(rows.iloc[:1], lambda r: r["x"].mean())
 
 
 def test_specs_cover_the_sweeps_and_resolve():
-    for name in L.SWEEPS:
-        sp = L.spec(name, "quick")
+    for name in L_sweeps.SWEEPS:
+        sp = L_sweeps.spec(name, "quick")
         assert set(sp) == {"grid", "fixed", "repeats", "seed"} and sp["repeats"] >= 2
         L.EXPERIMENT.resolve(**sp["fixed"], **{k: v[0] for k, v in sp["grid"].items()})
-    assert len(L.sweeps_table("quick")) == len(L.SWEEPS)
+    assert len(L_sweeps.sweeps_table("quick")) == len(L_sweeps.SWEEPS)
     with pytest.raises(ValueError, match="name"):
-        L.spec("no-such-sweep")
+        L_sweeps.spec("no-such-sweep")
 
 
 @pytest.mark.parametrize("changes, name", [

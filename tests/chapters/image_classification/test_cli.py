@@ -6,7 +6,7 @@ import pytest
 
 import clitools
 from poisonlab import cli
-from poisonlab.experiments import images as img
+from poisonlab.chapters.image_classification import experiment as img
 
 # small and fast: 2 epochs of softmax regression on the 8x8 digits, 2 repeats
 FAST = ["--epochs", "2", "--repeats", "2"]

@@ -8,7 +8,7 @@ import pytest
 
 import clitools
 from poisonlab import cli
-from poisonlab.experiments import linear as lin
+from poisonlab.chapters.linear_regression import experiment as lin
 
 # small and fast: 100 points, 2 epochs
 FAST = ["--n", "100", "--epochs", "2", "--repeats", "3"]

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from poisonlab.experiments import logistic as L
+from poisonlab.chapters.logistic_regression import laws as L
 from poisonlab.profile import get_profile
-from poisonlab.theory import logistic as T
+from poisonlab.chapters.logistic_regression import theory as T
 
 PROFILE = get_profile("quick")
 S = PROFILE.logistic

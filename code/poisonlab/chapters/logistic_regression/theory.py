@@ -17,7 +17,7 @@ import sympy as sp
 import torch
 from scipy import integrate, optimize, special, stats
 
-from .. import validate
+from ... import validate
 
 __all__ = [
     # derivations (sympy)
@@ -350,7 +350,7 @@ def _strip_fraction(alpha, mass, margin):
 
 def gaussian_mixture_of(d: int):
     """N(0, I_d) as a one-component Mixture (the x_dist='gaussian' population)."""
-    from ..data import gaussian_mixture
+    from ...data import gaussian_mixture
 
     d = validate.positive_int("d", d)
     return gaussian_mixture([1.0], torch.zeros(1, d, dtype=torch.float64), torch.eye(d, dtype=torch.float64)[None])

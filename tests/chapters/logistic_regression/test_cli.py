@@ -8,7 +8,7 @@ import pytest
 
 import clitools
 from poisonlab import cli
-from poisonlab.experiments import logistic as L
+from poisonlab.chapters.logistic_regression import experiment as L
 
 # small and fast: 200 points, 3 epochs, 3 repeats
 FAST = ["--n", "200", "--epochs", "3", "--repeats", "3"]
