@@ -115,6 +115,15 @@ class Experiment:
         return metrics
 
 
+def seed_streams(seed: int, step: int, names=("data", "attack", "model")) -> dict:
+    """Independent seeds of one repeat `seed`, one per random stream: names[i] -> seed + i * step.
+
+    Distinct streams: the same integer for two draws would correlate them (e.g. the data with the
+    poison); `step` larger than any repeat index keeps the streams of different repeats apart.
+    """
+    return {name: seed + i * step for i, name in enumerate(names)}
+
+
 class DivergenceError(RuntimeError):
     """Training diverged (its loss grew by train.GROWTH or became non-finite) or a metric is non-finite.
 

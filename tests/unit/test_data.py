@@ -203,3 +203,18 @@ def test_save_npz(tmp_path):
     z = np.load(tmp_path / "d.npz")
     assert np.array_equal(z["y_train"], ds.y_train.numpy()) and np.array_equal(z["mask"], ds.mask.numpy())
     assert np.array_equal(z["param_W"], ds.params["W"].numpy()) and float(z["param_noise_std"]) == 1.0
+
+
+def test_save_named_params_config_and_extra_arrays(tmp_path):
+    import json
+
+    import numpy as np
+    from poisonlab import attacks
+    ds = attacks.gaussian_labels(data.make_linear(30, 2, 1, seed=0), 0.2, seed=1)
+    path = tmp_path / "run.data"  # no .npz suffix: the name is kept as given
+    ds.save(path, params=("W", "b"), config={"hidden": (4, 2), "alpha": 0.2}, margin=0.5, y_clean=ds.y_train)
+    z = np.load(path)
+    assert set(z.files) == {"X_train", "y_train", "X_test", "y_test", "mask", "W", "b", "margin", "y_clean",
+                            "config"}
+    assert np.array_equal(z["W"], ds.params["W"].numpy()) and float(z["margin"]) == 0.5
+    assert json.loads(str(z["config"])) == {"hidden": [4, 2], "alpha": 0.2}

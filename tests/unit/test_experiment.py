@@ -102,3 +102,9 @@ def test_every_experiment_estimates_its_defaults_as_small(name):
     cost = exp.cost(exp.resolve(), 5)
     assert 0 < cost.bytes < 2 * 1024**3 and 0 < cost.seconds < 60
     assert exp.poisoned(exp.resolve()) > 0 and exp.notes(exp.resolve()) == []
+
+
+def test_seed_streams_are_distinct_per_stream_and_repeat():
+    s = _exp.seed_streams(3, 1_000_003, ("data", "attack", "model", "split"))
+    assert s == {"data": 3, "attack": 1_000_006, "model": 2_000_009, "split": 3_000_012}
+    assert _exp.seed_streams(0, 10) == {"data": 0, "attack": 10, "model": 20}

@@ -304,3 +304,20 @@ def test_jackknife_of_a_mean_is_the_t_interval_of_the_repeat_means():
     assert hi - est == pytest.approx(st.t.ppf(0.975, 5) * se)
     with pytest.raises(ValueError, match="at least 2 repeats"):
         laws.jackknife(rows[rows["seed"] == 0], lambda r: r["m"].mean())
+
+
+def test_jackknife_interval_of_leave_one_out_values():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12)
+    loo = [np.delete(x, j).mean() for j in range(x.size)]
+    est, lo, hi, se = laws.jackknife_interval(x.mean(), loo, 0.9)
+    # the jackknife of the mean is the classical standard error
+    assert se == pytest.approx(x.std(ddof=1) / math.sqrt(x.size))
+    assert hi - est == pytest.approx(est - lo) == pytest.approx(stats.t.ppf(0.95, 11) * se)
+    # one estimate per column: repeats along the first axis
+    M = rng.normal(size=(12, 3))
+    loo2 = np.stack([np.delete(M, j, axis=0).mean(0) for j in range(12)])
+    _, lo2, hi2, se2 = laws.jackknife_interval(M.mean(0), loo2)
+    assert se2 == pytest.approx(M.std(0, ddof=1) / math.sqrt(12)) and np.all(lo2 < hi2)
+    with pytest.raises(ValueError, match="at least 2"):
+        laws.jackknife_interval(1.0, [1.0])

@@ -362,3 +362,30 @@ def test_record_clips_intervals_to_the_metric_range():
     assert res.record()["metrics"]["m"]["ci95"][0] < 0  # the raw t-interval of 2 repeats leaves [0, 1]
     lo, hi = res.record(ranges=exp.ranges)["metrics"]["m"]["ci95"]
     assert (lo, hi) == (0.0, 1.0)
+
+
+def test_rows_where_values_floats_and_predicates():
+    import pandas as pd
+
+    rows = pd.DataFrame({"solver": ["sgd", "exact", "sgd", "sgd"], "alpha": [0.1, 0.1, 0.1 + 1e-12, 0.3],
+                         "n": [10, 10, 20, 40], "seed": [0, 0, 1, 1]})
+    assert list(sweep.rows_where(rows, solver="sgd", alpha=0.1).index) == [0, 2]  # floats by np.isclose
+    assert list(sweep.rows_where(rows, n=lambda n: n > 15).index) == [2, 3]
+    assert sweep.rows_where(rows).equals(rows)
+    with pytest.raises(ValueError, match="'loss' is not a column"):
+        sweep.rows_where(rows, loss="l1")
+    with pytest.raises(ValueError, match="no rows"):
+        sweep.rows_where(rows, solver="exact", n=40)
+
+
+def test_summarize_groups_with_t_intervals_in_order_or_sorted():
+    import pandas as pd
+
+    rows = pd.DataFrame({"g": ["b"] * 3 + ["a"] * 2, "v": [1.0, 2.0, 6.0, 4.0, 4.0]})
+    s = sweep.summarize(rows, "g", "v")
+    assert list(s["g"]) == ["b", "a"] and list(s["count"]) == [3, 2]  # first appearance
+    assert (s.loc[0, "v_mean"], s.loc[0, "v_lo"], s.loc[0, "v_hi"]) == sweep.mean_ci([1.0, 2.0, 6.0])
+    assert s.loc[1, "v_lo"] == s.loc[1, "v_hi"] == 4.0  # no spread
+    t = sweep.summarize(rows, ["g"], ["v"], sort=True, count="n", level=0.5)
+    assert list(t["g"]) == ["a", "b"] and list(t["n"]) == [2, 3]
+    assert t.loc[1, "v_hi"] == pytest.approx(sweep.mean_ci([1.0, 2.0, 6.0], 0.5)[2])

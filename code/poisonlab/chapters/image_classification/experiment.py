@@ -26,7 +26,6 @@ without early stopping).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 
@@ -35,7 +34,7 @@ import pandas as pd
 import torch
 
 from ... import attacks, defenses, losses, metrics, train, validate, vision
-from ...experiment import Experiment, Param, ParameterError, register
+from ...experiment import Experiment, Param, ParameterError, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "FLIPS", "MODELS", "DEFENSES", "HIDDEN", "seeds_of",
            "make_data", "hidden_of", "poison", "fit", "run_detailed", "Outcome", "save_data"]
@@ -173,7 +172,7 @@ def _check(config: dict) -> None:
 
 def seeds_of(seed: int) -> dict:
     """Independent seeds of one repeat: data split, attack, models (initialisation, shuffles), held-out split."""
-    return {"data": seed, "attack": seed + 1_000_003, "model": seed + 2_000_006, "split": seed + 3_000_009}
+    return seed_streams(seed, 1_000_003, ("data", "attack", "model", "split"))
 
 
 @functools.lru_cache(maxsize=32)
@@ -422,11 +421,7 @@ def save_data(config: dict, path) -> None:
     clean = make_data(config)
     probs = _reference_probs([config], [clean])[0]
     p = poison(config, clean, probs)
-    config_json = json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()})
-    with open(path, "wb") as f:  # a file object: numpy would otherwise append .npz to the name
-        np.savez(f, X_train=p.X_train.numpy(), y_train=p.y_train.numpy(), X_test=p.X_test.numpy(),
-                 y_test=p.y_test.numpy(), mask=p.poisoned.numpy(), y_clean=clean.y_train.numpy(),
-                 classes=np.array(p.classes), config=np.array(config_json))
+    p.save(path, params=(), config=config, y_clean=clean.y_train)
 
 
 # (all images, training images, image shape) of each data set (digits: its random 80/20 split)

@@ -53,19 +53,10 @@ def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
 
 
 def summarize(rows: pd.DataFrame, by, metrics) -> pd.DataFrame:
-    """Means with 95% t-intervals (columns m_mean, m_lo, m_hi) of `metrics` per group of `by` columns."""
+    """sweep.summarize as the chapter's tables show it: groups sorted, the rows pooled in column `n`."""
     from ... import sweep
 
-    by = [by] if isinstance(by, str) else list(by)
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    out = []
-    for key, g in rows.groupby(by, sort=True):
-        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
-        for m in metrics:
-            row.update(zip((f"{m}_mean", f"{m}_lo", f"{m}_hi"), sweep.mean_ci(g[m])))
-        row["n"] = len(g)
-        out.append(row)
-    return pd.DataFrame(out)
+    return sweep.summarize(rows, by, metrics, sort=True, count="n")
 
 
 def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:

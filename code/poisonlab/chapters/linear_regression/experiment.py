@@ -18,14 +18,12 @@ input-output map is from the true one", and exact_gap compares that affine part 
 """
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
 import torch
 
 from ... import attacks, data, metrics, solvers, train, validate
-from ...experiment import DivergenceError, Experiment, Param, ParameterError, register
+from ...experiment import DivergenceError, Experiment, Param, ParameterError, register, seed_streams
 
 __all__ = ["EXPERIMENT", "LOSSES", "METRICS", "PARAMS", "make_data", "fit", "save_data", "seeds_of"]
 
@@ -77,8 +75,7 @@ def _check(config: dict) -> None:
 
 def seeds_of(seed: int) -> dict:
     """Independent seeds for the data, the attack and the model (initialisation and shuffles) of one repeat."""
-    # distinct streams: the same integer for two draws would correlate them (e.g. W with eta)
-    return {"data": seed, "attack": seed + 1_000_000_007, "model": seed + 2_000_000_014}
+    return seed_streams(seed, 1_000_000_007)
 
 
 def make_data(config: dict):
@@ -217,12 +214,7 @@ def _explain_divergence(e: DivergenceError, X, configs) -> None:
 def save_data(config: dict, path) -> None:
     """Write one configuration's poisoned training set, clean test set, poison mask and true parameters (.npz)."""
     _, poisoned = make_data(config)
-    arrays = {"X_train": poisoned.X_train, "y_train": poisoned.y_train, "X_test": poisoned.X_test,
-              "y_test": poisoned.y_test, "mask": poisoned.poisoned, "W": poisoned.params["W"],
-              "b": poisoned.params["b"]}
-    config_json = json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()})
-    with open(path, "wb") as f:  # a file object: numpy would otherwise append .npz to the name
-        np.savez(f, **{k: v.numpy() for k, v in arrays.items()}, config=np.array(config_json))
+    poisoned.save(path, params=("W", "b"), config=config)
 
 
 def n_train(n: int) -> int:

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from ... import laws, sweep as _sweep
 from . import theory
 from .experiment import EXPERIMENT
 from .sweeps import (
-    exponent, FAR_MU, grids, jackknife, m_prediction, _match, MU, _N, predict_grid, predicted, run_sweep,
+    exponent, FAR_MU, grids, jackknife, m_prediction, MU, _N, predict_grid, predicted, run_sweep,
     setting, SIGMA, _sizes, slope
 )
 from .studies import forgetting, half_lives, ols_monte_carlo, trimming
@@ -24,9 +23,8 @@ def _law(statement, pred, est, how, tol=None):
 def _ratio_to(metric_pred: str, result, x, where):
     """statistic(xs, ys): mean over the grid of measured ys / theory's `metric_pred`, for `jackknife`."""
     configs = {}
-    for c in result.configs:
-        if all(_match(c[k], v) for k, v in where.items()):
-            configs.setdefault(float(c[x]), c)
+    for i in _sweep.rows_where(result, **where).index:  # rows and configs are in the same order
+        configs.setdefault(float(result.configs[i][x]), result.configs[i])
     pred = {k: predicted(metric_pred, v) for k, v in configs.items()}
     return lambda xs, ys: float(np.mean(ys / np.array([pred[float(v)] for v in xs])))
 
@@ -158,14 +156,11 @@ def _efficiency(loss):
         rows = res.rows
         num = rows[rows["loss"] == loss].sort_values("seed")["weight_error"].to_numpy() ** 2
         den = rows[rows["loss"] == "l2"].sort_values("seed")["weight_error"].to_numpy() ** 2
-        R = len(num)
-        est = num.mean() / den.mean()
-        loo = np.array([np.delete(num, j).mean() / np.delete(den, j).mean() for j in range(R)])
-        se = np.sqrt((R - 1) / R * ((loo - loo.mean()) ** 2).sum())
-        t = stats.t.ppf(0.975, R - 1)
+        loo = [np.delete(num, j).mean() / np.delete(den, j).mean() for j in range(len(num))]
+        est = laws.jackknife_interval(num.mean() / den.mean(), loo)
         label = {"l1": "L1 variance / L2 variance = (π/2)(N−d−2)/N",
                  "huber": "Huber (δ = 1.345σ) variance / L2 = (N−d−2)/(0.95 N)"}[loss]
-        return _law(label, pred, (est, est - t * se, est + t * se), "ratio of mean ‖Ŵ − W‖² (exact, clean data)")
+        return _law(label, pred, est, "ratio of mean ‖Ŵ − W‖² (exact, clean data)")
     return f
 
 
@@ -181,25 +176,17 @@ def _trimming(profile):
     tab = tab[tab["eta_mean"] == FAR_MU]
     V = np.stack(tab["values"].to_numpy())  # (trims, repeats)
     diff = V - tab["predicted"].to_numpy()[:, None]
-    stat = lambda M: float(M.mean())
-    R = V.shape[1]
-    est = stat(diff)
-    loo = np.array([stat(np.delete(diff, j, axis=1)) for j in range(R)])
-    se = np.sqrt((R - 1) / R * ((loo - loo.mean()) ** 2).sum())
-    t = stats.t.ppf(0.975, R - 1)
-    return _law("trimmed LS reaches its population fixed point", 0.0, (est, est - t * se, est + t * se),
+    loo = [float(np.delete(diff, j, axis=1).mean()) for j in range(V.shape[1])]
+    est = laws.jackknife_interval(float(diff.mean()), loo)
+    return _law("trimmed LS reaches its population fixed point", 0.0, est,
                 f"mean of measured − predicted bias over trim (μ = {FAR_MU:g})")
 
 
 def _forgetting(profile):
     hl = half_lives(forgetting(profile))
     lrs = hl["lr"]
-    R = hl["loo"].shape[0]
-    est = exponent(lrs, hl["mean"])
-    loo = np.array([exponent(lrs, row) for row in hl["loo"]])
-    se = np.sqrt((R - 1) / R * ((loo - loo.mean()) ** 2).sum())
-    t = stats.t.ppf(0.975, R - 1)
-    return _law("forgetting half-life ∝ γ^k", exponent(lrs, hl["predicted"]), (est, est - t * se, est + t * se),
+    est = laws.jackknife_interval(exponent(lrs, hl["mean"]), [exponent(lrs, row) for row in hl["loo"]])
+    return _law("forgetting half-life ∝ γ^k", exponent(lrs, hl["predicted"]), est,
                 "fitted exponent; prediction: same fit of ln 2 / −ln(1 − 2γ)")
 
 

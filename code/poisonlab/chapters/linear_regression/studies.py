@@ -8,9 +8,8 @@ import math
 
 import numpy as np
 import torch
-from scipy import stats
 
-from ... import data, defenses, solvers, sweep as _sweep, train, validate
+from ... import data, defenses, laws, solvers, sweep as _sweep, train, validate
 from . import theory
 from .experiment import EXPERIMENT, make_data, seeds_of
 from .sweeps import ALPHA, MU, S, SIGMA, _lin, _sizes, FAR_MU, setting
@@ -111,9 +110,8 @@ def half_lives(study: dict, level=0.95) -> dict:
     est = np.array([half_life_of(steps, F[:, j].mean(1), w) for j, w in enumerate(windows)])
     loo = np.array([[half_life_of(steps, np.delete(F[:, j], r, axis=1).mean(1), w) for j, w in enumerate(windows)]
                     for r in range(R)])
-    se = np.sqrt((R - 1) / R * ((loo - loo.mean(0)) ** 2).sum(0))
-    t = stats.t.ppf(0.5 + level / 2, R - 1)
-    return {"lr": study["lrs"], "mean": est, "lo": est - t * se, "hi": est + t * se,
+    _, lo, hi, _ = laws.jackknife_interval(est, loo, level)
+    return {"lr": study["lrs"], "mean": est, "lo": lo, "hi": hi,
             "predicted": predicted_hl, "loo": loo, "windows": np.array(windows)}
 
 

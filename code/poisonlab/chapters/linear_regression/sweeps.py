@@ -90,40 +90,15 @@ def run_sweep(name: str, profile=None, seed: int = 0) -> "_sweep.SweepResult":
     return _sweep.run(EXPERIMENT, grid=grid, repeats=repeats, seed=seed, fixed=fixed, progress=False)
 
 
-def _match(value, wanted) -> bool:
-    return bool(wanted(value)) if callable(wanted) else value == wanted
-
-
-def rows_where(result, **where):
-    """The rows of a sweep whose parameters match `where`: a value (solver="sgd") or a predicate (n=lambda n: n > 20)."""
-    rows = result.rows
-    for k, v in where.items():
-        rows = rows[rows[k].apply(lambda x, v=v: _match(x, v))]
-    return rows
-
-
 def summarize(result, by, where=None, **derived):
     """Per value of `by`: mean and 95% t-interval of each metric and of each `derived` column (name=f(rows)).
 
     Columns `<name>_mean`, `<name>_lo`, `<name>_hi` as in SweepResult.summary, for plots.metric_vs.
     """
-    rows = rows_where(result, **(where or {})).copy()
+    rows = _sweep.rows_where(result, **(where or {})).copy()
     for name, f in derived.items():
         rows[name] = f(rows)
-    by = [by] if isinstance(by, str) else list(by)
-    names = [*result.metrics, *derived]
-    out = []
-    for key, group in rows.groupby(by, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key))
-        for name in names:
-            mean, lo, hi = _sweep.mean_ci(group[name].to_numpy())
-            row.update({f"{name}_mean": mean, f"{name}_lo": lo, f"{name}_hi": hi})
-        row["repeats"] = len(group)
-        out.append(row)
-    import pandas as pd
-
-    return pd.DataFrame.from_records(out)
+    return _sweep.summarize(rows, by, [*result.metrics, *derived], count="repeats")
 
 
 def _matrix(rows, x, y):
@@ -136,7 +111,7 @@ def _matrix(rows, x, y):
 
 def jackknife(result, x, y, statistic, *, where=None, level=0.95):
     """statistic(xs, mean curve of `y` against `x`) with laws.jackknife's interval: (estimate, lo, hi, se)."""
-    rows = rows_where(result, **(where or {}))
+    rows = _sweep.rows_where(result, **(where or {}))
 
     def curve_statistic(rows_):
         xs, M = _matrix(rows_, x, y)
@@ -299,16 +274,15 @@ def ellipse(center, cov, level: float = 0.95, points: int = 200):
     return xy[0], xy[1]
 
 
-def ci_table(summary, by, metrics: dict, fmt=None):
+def ci_table(summary, by, metrics: dict):
     """A table of `by` columns and 'mean [lo, hi]' strings, one column per metric (name -> column title)."""
     import pandas as pd
 
     from ... import book
 
-    fmt = fmt or book.fmt
     by = [by] if isinstance(by, str) else list(by)
     out = summary[by].copy()
     for metric, title in metrics.items():
-        out[title] = [f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]" for m, lo, hi in
+        out[title] = [book.fmt_ci(m, lo, hi) for m, lo, hi in
                       zip(summary[f"{metric}_mean"], summary[f"{metric}_lo"], summary[f"{metric}_hi"])]
     return pd.DataFrame(out)

@@ -33,7 +33,6 @@ of its logits on the test inputs (the model itself for a linear model), as in th
 from __future__ import annotations
 
 import functools
-import json
 import math
 
 import numpy as np
@@ -41,7 +40,7 @@ import torch
 
 
 from ... import attacks, data, defenses, losses, metrics, solvers, train, validate
-from ...experiment import Experiment, Param, ParameterError, register
+from ...experiment import Experiment, Param, ParameterError, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "make_data", "poison", "fit", "fit_models", "save_data",
            "seeds_of", "auto_margin", "affine_part", "expected_accuracy", "strip_mass", "DEFENSES", "FLIPS"]
@@ -165,7 +164,7 @@ def _check(config: dict) -> None:
 
 def seeds_of(seed: int) -> dict:
     """Independent seeds for the data, the attack and the models (initialisation and shuffles) of one repeat."""
-    return {"data": seed, "attack": seed + 1_000_000_007, "model": seed + 2_000_000_014}
+    return seed_streams(seed, 1_000_000_007)
 
 
 def make_data(config: dict) -> data.Dataset:
@@ -470,12 +469,7 @@ def save_data(config: dict, path) -> None:
         ref = fit_models([config], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
         scores = _scores_max_loss(ref, 0, clean, config)
     p, margin = poison(config, clean, scores)
-    arrays = {"X_train": p.X_train, "y_train": p.y_train, "X_test": p.X_test, "y_test": p.y_test,
-              "mask": p.poisoned, "w": p.params["w"], "b": torch.tensor(float(p.params["b"]))}
-    config_json = json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()})
-    with open(path, "wb") as f:  # a file object: numpy would otherwise append .npz to the name
-        np.savez(f, **{k: v.numpy() for k, v in arrays.items()}, margin=np.array(margin),
-                 config=np.array(config_json))
+    p.save(path, params=("w",), config=config, b=torch.tensor(float(p.params["b"])), margin=margin)
 
 
 def _n_train(n: int) -> int:

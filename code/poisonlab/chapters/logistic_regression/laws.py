@@ -8,7 +8,7 @@ import pandas as pd
 
 from ... import laws, sweep
 from .sweeps import (
-    ALPHA1, _curve, _exponent, jackknife, _memo, _per_seed, _rows, run_sweep, _sizes, _slope, _with_error
+    ALPHA1, _curve, _exponent, jackknife, _memo, _per_seed, run_sweep, _sizes, _slope, _with_error
 )
 from .studies import default_population, evasion_study, knn_study
 
@@ -73,7 +73,7 @@ def crossing_law(result, predicted: float, statement: str, metric: str = "expect
 
 def point_law(result, predicted: float, statement: str, metric: str = "expected_accuracy", **where) -> laws.Law:
     """The mean of `metric` at one grid point (`where`: parameter values) against a prediction."""
-    rows = _rows(result, where)
+    rows = sweep.rows_where(result, **where)
     mean, lo, hi = sweep.mean_ci(rows[metric])
     at = ", ".join(f"{k} = {v}" for k, v in where.items())
     return laws.Law(statement, predicted, mean, lo, hi, how=f"mean {metric.replace('_', ' ')} at {at}")

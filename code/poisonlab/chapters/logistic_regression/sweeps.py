@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ... import laws, sweep
+from ... import book, laws, sweep
 from .experiment import DEFENSES, EXPERIMENT, FLIPS
 
 
@@ -98,18 +98,6 @@ def sweeps_table(profile=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _rows(result, where: dict):
-    """The rows of a sweep whose parameters equal `where` (all rows for an empty `where`)."""
-    rows = result.rows
-    for k, v in where.items():
-        if k not in rows.columns:
-            raise ValueError(f"where: {k!r} is not a column of the sweep")
-        rows = rows[np.isclose(rows[k].astype(float), v)] if isinstance(v, float) else rows[rows[k] == v]
-    if rows.empty:
-        raise ValueError(f"where: no rows with {where}")
-    return rows
-
-
 def jackknife(rows: pd.DataFrame, statistic, level: float = 0.95):
     """laws.jackknife without its standard error: (estimate, lo, hi)."""
     return laws.jackknife(rows, statistic, level)[:3]
@@ -130,7 +118,7 @@ def _exponent(x, y):
 
 def _per_seed(result, where: dict):
     """The selected rows as {seed: DataFrame sorted by alpha}."""
-    rows = _rows(result, where).sort_values(["seed", "alpha"])
+    rows = sweep.rows_where(result, **where).sort_values(["seed", "alpha"])
     return {seed: g for seed, g in rows.groupby("seed", sort=True)}
 
 
@@ -157,11 +145,5 @@ def defense_costs(defended, plain, metric: str = "expected_accuracy") -> pd.Data
                                                                        sort=False):
         mean, lo, hi = sweep.mean_ci(g[metric].to_numpy() - base.loc[g["seed"]].to_numpy())
         out.append({"defence": defense, "drop": "" if drop < 0 else drop,
-                    "accuracy change": f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"})
+                    "accuracy change": book.fmt_ci(mean, lo, hi)})
     return pd.DataFrame(out)
-
-
-def _fmt(x):
-    from ... import book
-
-    return book.fmt(x)
