@@ -122,6 +122,11 @@ def _tensor(name: str, value, dtype=torch.float32) -> Tensor:
     return t
 
 
+def train_size(n: int, test_fraction: float = 0.2) -> int:
+    """Training points of a data set of n points split by `split`: n - round(test_fraction * n)."""
+    return n - round(test_fraction * n)
+
+
 def _test_size(n: int, test_fraction: float) -> int:
     """round(test_fraction * n), the number of test points; both parts must be non-empty."""
     n_test = round(test_fraction * n)

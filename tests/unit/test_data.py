@@ -218,3 +218,9 @@ def test_save_named_params_config_and_extra_arrays(tmp_path):
                             "config"}
     assert np.array_equal(z["W"], ds.params["W"].numpy()) and float(z["margin"]) == 0.5
     assert json.loads(str(z["config"])) == {"hidden": [4, 2], "alpha": 0.2}
+
+
+def test_train_size_is_the_training_part_of_split():
+    for n in (5, 10, 99, 1797):
+        assert data.train_size(n) == data.make_linear(n, seed=0).n_train == n - round(0.2 * n)
+    assert data.train_size(10, 0.5) == 5

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ... import attacks, defenses, losses, metrics, train, validate, vision
+from ... import attacks, data, defenses, losses, metrics, train, validate, vision
 from ...experiment import Experiment, Param, ParameterError, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "FLIPS", "MODELS", "DEFENSES", "HIDDEN", "seeds_of",
@@ -425,7 +425,7 @@ def save_data(config: dict, path) -> None:
 
 
 # (all images, training images, image shape) of each data set (digits: its random 80/20 split)
-SHAPES = {"digits": (1797, 1797 - round(0.2 * 1797), (1, 8, 8)), "mnist": (70000, 60000, (1, 28, 28)),
+SHAPES = {"digits": (1797, data.train_size(1797), (1, 8, 8)), "mnist": (70000, 60000, (1, 28, 28)),
           "fashion-mnist": (70000, 60000, (1, 28, 28)), "cifar10": (60000, 50000, (3, 32, 32))}
 _SIZES = {"n_train": 1438, "epochs": 30, "hidden": 128, "knn_k": 10}
 

@@ -217,11 +217,6 @@ def save_data(config: dict, path) -> None:
     poisoned.save(path, params=("W", "b"), config=config)
 
 
-def n_train(n: int) -> int:
-    """Training points of a data set of n points (the 80/20 split)."""
-    return n - round(0.2 * n)
-
-
 def _mlp_params(d: int, hidden, m: int) -> int:
     widths = [d, *hidden, m]
     return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
@@ -236,15 +231,15 @@ def cost(config: dict, repeats: int):
     from ...experiment import FLOPS, STEP_SECONDS, Cost, blame
 
     K, n, d, m = repeats, config["n"], config["dim"], config["out_dim"]
-    N, H = n_train(n), tuple(config["hidden"])
-    # data: X, y, the noise, the split's copies, the poison's float64 draws, the stacked batch and the
+    N, H = data.train_size(n), tuple(config["hidden"])
+    # arrays: X, y, the noise, the split's copies, the poison's float64 draws, the stacked batch and the
     # shuffled table of the trainer; float64 copies of [X, 1] and y in the exact solvers
-    data = n * (12 * d + 32 * m) + 8 * N * (d + 1 + m) + 16 * N * (d + 1 + m)
+    arrays = n * (12 * d + 32 * m) + 8 * N * (d + 1 + m) + 16 * N * (d + 1 + m)
     P = _mlp_params(d, H, m)
     B = min(config["batch_size"], N)
     widest = max((*H, m, d + 1))
     model = 24 * P + 16 * B * sum(H) + 12 * n * widest if H else 48 * m * (d + 1)
-    total = K * (data + model + 16 * n)  # + the epoch orders
+    total = K * (arrays + model + 16 * n)  # + the epoch orders
     steps = config["epochs"] * math.ceil(N / B)
     if config["solver"] == "exact":
         flops = K * (4 * N * (d + 1) ** 2 + 2 * N * (d + 1) * m) * (1 if config["loss"] == "l2" else 20 * m)
@@ -262,13 +257,13 @@ def cost(config: dict, repeats: int):
 
 def poisoned_count(config: dict) -> int:
     """Training labels the attack shifts: round(alpha N_train)."""
-    return attacks.poison_count(config["alpha"], n_train(config["n"]))
+    return attacks.poison_count(config["alpha"], data.train_size(config["n"]))
 
 
 def notes(config: dict) -> list:
     """What the run does that its flags do not say."""
     out = []
-    N = n_train(config["n"])
+    N = data.train_size(config["n"])
     if config["solver"] == "sgd" and config["batch_size"] > N:
         out.append(f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
                    f"gradient descent on all {N}")

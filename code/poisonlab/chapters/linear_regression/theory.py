@@ -18,7 +18,7 @@ import sympy as sp
 import sympy.stats as st
 from scipy import optimize, special
 
-from ... import validate
+from ... import data, validate
 
 __all__ = [
     "normal_equations", "normal_equations_matrix", "gauss_markov", "poisoned_population",
@@ -263,8 +263,7 @@ def huber_limit_equation() -> dict:
 
 def n_train(n) -> int:
     """Training-set size of make_linear's 80/20 split: n - round(0.2 n)."""
-    n = validate.positive_int("n", n)
-    return n - round(0.2 * n)
+    return data.train_size(validate.positive_int("n", n))
 
 
 def poisoned_fraction(alpha, N_train):

@@ -150,7 +150,7 @@ def _check(config: dict) -> None:
                                  "--solver sgd")
     elif config["l2"] is not None:
         raise ParameterError("l2", "l2 is only used with --solver exact")
-    n_train = config["n"] - round(0.2 * config["n"])
+    n_train = data.train_size(config["n"])
     if defense in FILTERS and config["knn_threshold"] is None:
         drop = config["alpha"] if config["drop"] is None else config["drop"]
         if round(drop * n_train) >= n_train:
@@ -472,10 +472,6 @@ def save_data(config: dict, path) -> None:
     p.save(path, params=("w",), config=config, b=torch.tensor(float(p.params["b"])), margin=margin)
 
 
-def _n_train(n: int) -> int:
-    return n - round(0.2 * n)
-
-
 _SIZES = {"n": 1000, "dim": 10, "epochs": 30, "hidden": 128, "knn_k": 10}
 
 
@@ -484,17 +480,17 @@ def cost(config: dict, repeats: int):
     from ...experiment import FLOPS, STEP_SECONDS, Cost, blame
 
     K, n, d = repeats, config["n"], config["dim"]
-    N, H = _n_train(n), tuple(config["hidden"])
+    N, H = data.train_size(n), tuple(config["hidden"])
     widths = [d, *H, 1]
     P = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
     mixture = config["x_dist"] == "mixture"
     # data and their float64 copies; a mixture draws one d x d factor per point (sample_mixture)
-    data = 40 * n * d + (8 * n * d * d + 2 * 8 * 4 * d * d if mixture else 0)
+    arrays = 40 * n * d + (8 * n * d * d + 2 * 8 * 4 * d * d if mixture else 0)
     evaluate = 2 * EVAL_POINTS * d * 8 + (8 * EVAL_POINTS * d * d if mixture and H else 0)
     B = min(config["batch_size"], N)
     model = 24 * P + 16 * B * sum(H) + 16 * max(n, EVAL_POINTS) * max((*H, 1))
     knn = 8 * (3 * min(1024, N) * N + N * d) if config["defense"] == "knn-filter" else 0
-    total = K * (data + model) + max(evaluate, knn)
+    total = K * (arrays + model) + max(evaluate, knn)
     passes = 1 + (config["defense"] == "loss-filter") + (config["continue_from_clean"] or config["flip"] == "max-loss")
     flops = K * (2 * N * N * d if config["defense"] == "knn-filter" else 0) + (K * 8 * d**3 if mixture else 0)
     if config["solver"] == "exact":
@@ -514,12 +510,12 @@ def cost(config: dict, repeats: int):
 
 def poisoned_count(config: dict) -> int:
     """Training labels the attack flips: round(alpha n_train)."""
-    return attacks.poison_count(config["alpha"], _n_train(config["n"]))
+    return attacks.poison_count(config["alpha"], data.train_size(config["n"]))
 
 
 def notes(config: dict) -> list:
     """What the run does that its flags do not say."""
-    N = _n_train(config["n"])
+    N = data.train_size(config["n"])
     if config["solver"] == "sgd" and config["batch_size"] > N:
         return [f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
                 f"gradient descent on all of them"]
