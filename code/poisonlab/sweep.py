@@ -73,12 +73,19 @@ def summarize(rows: pd.DataFrame, by, metrics, *, level: float = 0.95, sort: boo
     out = []
     for key, group in rows.groupby(by, sort=sort):
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
-        for m in metrics:
-            mean, lo, hi = mean_ci(group[m].to_numpy(), level)
-            row.update({f"{m}_mean": mean, f"{m}_lo": lo, f"{m}_hi": hi})
+        row.update(_intervals({m: group[m].to_numpy() for m in metrics}, level))
         row[count] = len(group)
         out.append(row)
     return pd.DataFrame.from_records(out)
+
+
+def _intervals(values: dict, level: float) -> dict:
+    """metric -> values: the columns m_mean, m_lo, m_hi of a summary row (mean_ci of each)."""
+    row = {}
+    for m, v in values.items():
+        mean, lo, hi = mean_ci(v, level)
+        row.update({f"{m}_mean": mean, f"{m}_lo": lo, f"{m}_hi": hi})
+    return row
 
 
 class SweepResult:
@@ -129,9 +136,7 @@ class SweepResult:
         for members in groups.values():
             first = self.configs[members[0]]
             row = {col: first[col] for col in columns}
-            for m in self.metrics:
-                mean, lo, hi = mean_ci(self.rows[m].to_numpy()[members], level)
-                row.update({f"{m}_mean": mean, f"{m}_lo": lo, f"{m}_hi": hi})
+            row.update(_intervals({m: self.rows[m].to_numpy()[members] for m in self.metrics}, level))
             row["count"] = len(members)
             out.append(row)
         stat_cols = [f"{m}_{s}" for m in self.metrics for s in ("mean", "lo", "hi")]
