@@ -6,7 +6,7 @@ import pytest
 
 import clitools
 from poisonlab import cli
-from poisonlab.chapters.image_classification import experiment as img
+from poisonlab.chapters.image_classification import experiment as img_exp
 
 # small and fast: 2 epochs of softmax regression on the 8x8 digits, 2 repeats
 FAST = ["--epochs", "2", "--repeats", "2"]
@@ -27,7 +27,7 @@ def run_json(capsys, *args):
 
 def test_json_record_has_every_parameter_and_metric(capsys):
     record = run_json(capsys, "--alpha", "0.2")
-    clitools.check_record(record, img.EXPERIMENT, repeats=2)
+    clitools.check_record(record, img_exp.EXPERIMENT, repeats=2)
     assert record["params"]["dataset"] == "digits" and record["params"]["alpha"] == 0.2
     assert record["params"]["pair"] == [1, 7]
     assert CONTRACT_METRICS <= set(record["metrics"])

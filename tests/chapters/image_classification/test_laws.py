@@ -15,7 +15,7 @@ import sympy as sp
 from scipy import stats
 
 from poisonlab import get_profile
-from poisonlab.chapters.image_classification import laws as I, studies as I_studies, sweeps as I_sweeps
+from poisonlab.chapters.image_classification import laws as I_laws, studies as I_studies, sweeps as I
 from poisonlab.chapters.image_classification import theory as T
 
 S = get_profile("quick").images
@@ -34,7 +34,7 @@ def band(values) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def linear():
-    return I_sweeps.attack_sweeps("linear", S, cache=False)
+    return I.attack_sweeps("linear", S, cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +52,13 @@ def at(rows, alpha):
 
 @pytest.fixture(scope="module")
 def points():
-    return I.law_points("linear", S, cache=False).rows
+    return I_laws.law_points("linear", S, cache=False).rows
 
 
 def test_chance_at_the_threshold(points):
     rows = points
     mean, tol = band(at(rows, T.threshold(K)))
-    law = I.law_chance(rows, K)
+    law = I_laws.law_chance(rows, K)
     assert law.fitted == pytest.approx(mean) and law.predicted == pytest.approx(0.1)
     assert abs(mean - T.chance(K)) <= tol
     assert abs(mean - 2 * T.chance(K)) > tol   # wrong: twice chance
@@ -69,7 +69,7 @@ def test_accuracy_with_every_label_flipped(points):
     a0 = at(rows, 0.0).mean()
     mean, tol = band(at(rows, 1.0))
     upper = (1 - a0) / (K - 1)
-    law = I.law_all_flipped(rows, K)
+    law = I_laws.law_all_flipped(rows, K)
     assert law.predicted == pytest.approx(upper / 2) and law.tol == pytest.approx(upper / 2)
     # a0 is itself a mean over repeats: its standard error, divided by K - 1, widens the band
     tol += t99(len(at(rows, 0.0)) - 1) * at(rows, 0.0).std(ddof=1) / np.sqrt(len(at(rows, 0.0))) / (K - 1)
@@ -80,7 +80,7 @@ def test_accuracy_with_every_label_flipped(points):
 
 
 def test_race_law_crosses_chance_at_the_threshold(linear):
-    fit = I.fit_random_law(linear["random"].rows, K)
+    fit = I_laws.fit_random_law(linear["random"].rows, K)
     tol = t99(fit.n - 3) * fit.se["alpha_c"]
     assert abs(fit.params["alpha_c"] - T.threshold(K)) <= tol
     assert abs(fit.params["alpha_c"] - T.threshold(5)) > tol   # wrong: the threshold of K = 5 classes, 0.8
@@ -92,8 +92,8 @@ def test_race_law_crosses_chance_at_the_threshold(linear):
 
 
 def test_pair_flips_swap_at_half_the_pair(linear, seeds):
-    share = I_sweeps.class_share((1, 7), seeds, reduce="mean")
-    fit = I.fit_two_class_law(linear["pair"].rows, share)
+    share = I.class_share((1, 7), seeds, reduce="mean")
+    fit = I_laws.fit_two_class_law(linear["pair"].rows, share)
     tol = t99(fit.n - 3) * fit.se["alpha_c"]
     assert abs(fit.params["alpha_c"] - share / 2) <= tol
     assert abs(fit.params["alpha_c"] - share) > tol            # wrong: only when the whole pair is swapped
@@ -101,8 +101,8 @@ def test_pair_flips_swap_at_half_the_pair(linear, seeds):
 
 def test_target_class_flips_cross_before_the_consistent_threshold(linear, seeds):
     # the chapter's finding: shrinkage toward the shifted label marginal moves the crossing earlier
-    share = 1 - I_sweeps.class_share((0,), seeds, reduce="mean")
-    fit = I.fit_two_class_law(linear["target-class"].rows, share)
+    share = 1 - I.class_share((0,), seeds, reduce="mean")
+    fit = I_laws.fit_two_class_law(linear["target-class"].rows, share)
     tol = t99(fit.n - 3) * fit.se["alpha_c"]
     assert fit.params["alpha_c"] + tol < share / 2
     rho_c = fit.params["alpha_c"] / share
@@ -207,11 +207,11 @@ def test_poisoned_heldout_accuracy_is_affine_in_the_clean_one(memo):
     # runs of one seed share its split and nested flips: the seed is the independent unit. With three
     # seeds a t band from their spread is erratic, so the tolerance is the gap's sampling SD from
     # theory (the chance correlation of flipped and correct on the held-out split), 99%: z = 2.576
-    gap = I_sweeps.noisy_heldout_gap(memo, K)
+    gap = I.noisy_heldout_gap(memo, K)
     mean = float(gap.gap.mean())
     tol = stats.norm.ppf(0.995) * float(np.sqrt((gap.sd ** 2).mean() / len(gap)))
     assert abs(mean) <= tol
-    law = I.heldout_gap_law(memo, K)
+    law = I_laws.heldout_gap_law(memo, K)
     assert law.fitted == pytest.approx(mean) and law.agrees
     # wrong: reading the poisoned held-out accuracy as if it were the clean one
     c = memo[memo.epoch >= 1]
@@ -220,7 +220,7 @@ def test_poisoned_heldout_accuracy_is_affine_in_the_clean_one(memo):
 
 
 def test_early_stopping_on_poisoned_labels_matches_clean_labels(memo):
-    es = I_sweeps.early_stopping_summary(memo)
+    es = I.early_stopping_summary(memo)
     mean, tol = band((es.es_accuracy - es.oracle_accuracy).groupby(es.seed).mean())
     assert abs(mean) <= tol + 1e-12
     # the MLP memorises flipped labels late in training, softmax regression does not

@@ -10,7 +10,7 @@ import torch
 
 from poisonlab import attacks, defenses, vision
 from poisonlab.chapters.image_classification import (
-    experiment as img, studies as img_studies, sweeps as img_sweeps,
+    experiment as img_exp, studies as img_studies, sweeps as img,
 )
 from poisonlab.chapters.image_classification import theory as T
 
@@ -241,14 +241,14 @@ def test_influence_study_rows(digits):
 
 
 def config(**kw):
-    return img.EXPERIMENT.resolve(seed=kw.pop("seed", 0), **kw)
+    return img_exp.EXPERIMENT.resolve(seed=kw.pop("seed", 0), **kw)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.1, 0.37])
 def test_random_flips_exact_count_and_other_class(alpha):
     c = config(alpha=alpha, flip="random")
-    clean = img.make_data(c)
-    p = img.poison(c, clean)
+    clean = img_exp.make_data(c)
+    p = img_exp.poison(c, clean)
     k = round(alpha * clean.n_train)
     assert int(p.poisoned.sum()) == k
     assert (p.y_train[p.poisoned] != clean.y_train[p.poisoned]).all()
@@ -258,12 +258,12 @@ def test_random_flips_exact_count_and_other_class(alpha):
 
 def test_target_class_and_pair_semantics():
     c = config(alpha=0.3, flip="target-class", target_class=4)
-    clean = img.make_data(c)
-    p = img.poison(c, clean)
+    clean = img_exp.make_data(c)
+    p = img_exp.poison(c, clean)
     assert int(p.poisoned.sum()) == round(0.3 * clean.n_train)
     assert (p.y_train[p.poisoned] == 4).all() and (clean.y_train[p.poisoned] != 4).all()
     c = config(alpha=0.1, flip="pair", pair=(3, 8))
-    p = img.poison(c, clean)
+    p = img_exp.poison(c, clean)
     old, new = clean.y_train[p.poisoned], p.y_train[p.poisoned]
     assert int(p.poisoned.sum()) == round(0.1 * clean.n_train)
     assert ((old == 3) & (new == 8) | (old == 8) & (new == 3)).all()
@@ -271,9 +271,9 @@ def test_target_class_and_pair_semantics():
 
 def test_max_loss_flips_the_true_top_k_to_the_runner_up():
     c = config(alpha=0.05, flip="max-loss")
-    clean = img.make_data(c)
-    probs = img._reference_probs([c], [clean])[0]
-    p = img.poison(c, clean, probs)
+    clean = img_exp.make_data(c)
+    probs = img_exp._reference_probs([c], [clean])[0]
+    p = img_exp.poison(c, clean, probs)
     loss = -torch.log(probs[torch.arange(clean.n_train), clean.y_train])
     k = round(0.05 * clean.n_train)
     top = set(torch.topk(loss, k).indices.tolist())
@@ -285,22 +285,22 @@ def test_max_loss_flips_the_true_top_k_to_the_runner_up():
 
 def test_defence_keep_masks():
     configs = [config(alpha=0.2, defense=d, seed=s) for d in ("loss-filter",) for s in (0, 1)]
-    cleans = [img.make_data(c) for c in configs]
-    poisoned = [img.poison(c, ds) for c, ds in zip(configs, cleans)]
-    for keep, p in zip(img._keeps(configs, poisoned), poisoned):
+    cleans = [img_exp.make_data(c) for c in configs]
+    poisoned = [img_exp.poison(c, ds) for c, ds in zip(configs, cleans)]
+    for keep, p in zip(img_exp._keeps(configs, poisoned), poisoned):
         assert int((~keep).sum()) == round(0.2 * p.n_train)   # the budget alpha
         assert float((~keep & p.mask).sum() / p.mask.sum()) > 0.6   # most random flips have large loss
     knn = [config(alpha=0.2, defense="knn-filter", seed=0, drop=0.1)]
-    (keep,) = img._keeps(knn, poisoned[:1])
+    (keep,) = img_exp._keeps(knn, poisoned[:1])
     assert int((~keep).sum()) == round(0.1 * poisoned[0].n_train)
 
 
 def test_fit_is_deterministic_and_metrics_are_consistent():
     configs = [config(alpha=a, flip=f, epochs=3) for a in (0.0, 0.15) for f in ("random", "pair")]
-    first, second = img.fit(configs), img.fit(configs)
+    first, second = img_exp.fit(configs), img_exp.fit(configs)
     assert first == second
     for c, m in zip(configs, first):
-        assert set(m) == set(img.METRICS)
+        assert set(m) == set(img_exp.METRICS)
         assert m["poisoned_fraction"] == pytest.approx(round(c["alpha"] * 1438) / 1438)
         assert m["flipped_train_fit"] == 0.0 if c["alpha"] == 0 else 0.0 <= m["flipped_train_fit"] <= 1.0
         assert m["stop_epoch"] == 3
@@ -310,19 +310,19 @@ def test_early_stopping_and_memorisation_curves():
     curves = img_studies.memorisation([0], model="linear", alpha=0.3, epochs=4, early_stopping=True)
     assert list(curves.epoch) == list(range(5))
     assert (curves.val_flipped.between(0.2, 0.4)).all()
-    es = img_sweeps.early_stopping_summary(curves)
+    es = img.early_stopping_summary(curves)
     assert len(es) == 1 and 1 <= es.es_epoch.iloc[0] <= 4
-    (m,) = img.fit([config(alpha=0.3, epochs=4, early_stopping=True)])
+    (m,) = img_exp.fit([config(alpha=0.3, epochs=4, early_stopping=True)])
     # the experiment keeps the same epoch as the summary of the same run
     assert m["stop_epoch"] == es.es_epoch.iloc[0]
     assert m["test_accuracy"] == pytest.approx(es.es_accuracy.iloc[0], abs=1e-6)
 
 
 def test_pair_alphas_are_feasible_for_every_seed():
-    alphas = img_sweeps.pair_alphas([0.0, 0.5, 0.99], range(3))
+    alphas = img.pair_alphas([0.0, 0.5, 0.99], range(3))
     assert alphas[0] == 0.0 and alphas[1] < alphas[2] < 0.25
     for s in range(3):
-        ds = img.make_data(config(seed=s))
+        ds = img_exp.make_data(config(seed=s))
         eligible = int(((ds.y_train == 1) | (ds.y_train == 7)).sum())
         assert round(alphas[2] * ds.n_train) <= eligible
 
@@ -331,7 +331,7 @@ def test_summarize_gives_t_intervals():
     import pandas as pd
 
     rows = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 4, "v": [1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]})
-    s = img_sweeps.summarize(rows, "g", "v").set_index("g")
+    s = img.summarize(rows, "g", "v").set_index("g")
     half = 3.182446305284263 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(3) quantile
     assert s.loc["a", "v_mean"] == 2.5 and s.loc["a", "v_hi"] - 2.5 == pytest.approx(half)
     assert s.loc["b", "v_lo"] == s.loc["b", "v_hi"] == 0.0

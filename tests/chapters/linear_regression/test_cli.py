@@ -8,7 +8,7 @@ import pytest
 
 import clitools
 from poisonlab import cli
-from poisonlab.chapters.linear_regression import experiment as lin
+from poisonlab.chapters.linear_regression import experiment as lin_exp
 
 # small and fast: 100 points, 2 epochs
 FAST = ["--n", "100", "--epochs", "2", "--repeats", "3"]
@@ -27,7 +27,7 @@ def run_json(capsys, *args):
 
 def test_json_record_has_every_parameter_and_metric(capsys):
     record = run_json(capsys)
-    clitools.check_record(record, lin.EXPERIMENT, repeats=3)
+    clitools.check_record(record, lin_exp.EXPERIMENT, repeats=3)
     assert record["params"]["n"] == 100 and record["params"]["epochs"] == 2
 
 
@@ -82,7 +82,7 @@ def test_save_data_writes_the_first_repeat(capsys, tmp_path):
     assert saved["X_train"].shape == (80, 2) and saved["y_test"].shape == (20, 1)
     assert saved["mask"].sum() == round(0.2 * 80)  # the default alpha
     config = json.loads(str(saved["config"]))
-    _, poisoned = lin.make_data({**lin.EXPERIMENT.resolve(**{k: v for k, v in config.items() if k != "seed"}),
+    _, poisoned = lin_exp.make_data({**lin_exp.EXPERIMENT.resolve(**{k: v for k, v in config.items() if k != "seed"}),
                                  "seed": 7})
     np.testing.assert_array_equal(saved["y_train"], poisoned.y_train.numpy())  # same seed -> same data
 
@@ -199,5 +199,5 @@ def test_silent_changes_are_noted(capsys, args, flag):
 
 def test_intervals_stay_in_the_metrics_range(capsys):
     record = run_json(capsys, "--repeats", "2", "--n", "20")
-    clitools.check_record(record, lin.EXPERIMENT, repeats=2)  # clipped: no negative MSE
+    clitools.check_record(record, lin_exp.EXPERIMENT, repeats=2)  # clipped: no negative MSE
     assert all(record["metrics"][m]["ci95"][0] >= 0 for m in ("test_mse", "train_mse", "excess_risk"))

@@ -14,9 +14,7 @@ import sympy as sp
 import torch
 from scipy import integrate, optimize, special, stats
 
-from poisonlab.chapters.linear_regression import (
-    experiment as lin, studies as lin_studies, sweeps as lin_sweeps,
-)
+from poisonlab.chapters.linear_regression import experiment as lin_exp, studies as lin_studies, sweeps as lin
 from poisonlab.chapters.linear_regression import theory
 
 
@@ -220,8 +218,8 @@ def test_bad_input_names_the_parameter(call, name):
 # ---------------------------------------------------------------- the experiment and the chapter's helpers
 
 def test_fit_is_deterministic_and_consistent():
-    configs = [lin.EXPERIMENT.resolve(n=200, epochs=3, seed=s) for s in (0, 1)]
-    first, second = lin.fit(configs), lin.fit([dict(c) for c in configs])
+    configs = [lin_exp.EXPERIMENT.resolve(n=200, epochs=3, seed=s) for s in (0, 1)]
+    first, second = lin_exp.fit(configs), lin_exp.fit([dict(c) for c in configs])
     assert first == second
     for m in first:
         assert m["param_error"] ** 2 == pytest.approx(m["weight_error"] ** 2 + (m["intercept_bias"]) ** 2, rel=1e-5)
@@ -229,26 +227,26 @@ def test_fit_is_deterministic_and_consistent():
 
 
 def test_exact_solver_and_mlp_metrics():
-    exact = lin.fit([lin.EXPERIMENT.resolve(n=200, solver="exact", seed=0)])[0]
+    exact = lin_exp.fit([lin_exp.EXPERIMENT.resolve(n=200, solver="exact", seed=0)])[0]
     assert exact["exact_gap"] == 0
-    ref = lin.make_data({**lin.EXPERIMENT.resolve(n=200), "seed": 0})[1]
+    ref = lin_exp.make_data({**lin_exp.EXPERIMENT.resolve(n=200), "seed": 0})[1]
     X = np.column_stack([ref.X_train.numpy(), np.ones(ref.n_train)])
     theta = np.linalg.lstsq(X, ref.y_train.numpy(), rcond=None)[0]
     assert exact["intercept_bias"] == pytest.approx(theta[1, 0] - ref.params["b"].item(), abs=1e-4)
-    mlp = lin.fit([lin.EXPERIMENT.resolve(n=200, hidden=(8,), epochs=3, seed=0)])[0]
+    mlp = lin_exp.fit([lin_exp.EXPERIMENT.resolve(n=200, hidden=(8,), epochs=3, seed=0)])[0]
     assert all(math.isfinite(v) for v in mlp.values())
 
 
 def test_predicted_matches_theory_for_the_exact_solver():
-    c = lin.EXPERIMENT.resolve(**lin_sweeps.setting("quick", solver="exact"))
+    c = lin_exp.EXPERIMENT.resolve(**lin.setting("quick", solver="exact"))
     N = theory.n_train(c["n"])
     p = theory.poisoned_fraction(c["alpha"], N)
-    assert lin_sweeps.predicted("excess_risk", c) == pytest.approx(theory.ols_excess_risk(N, 1, 1.0, p, c["eta_mean"], c["eta_std"]))
-    assert lin_sweeps.predicted("exact_gap_sq", c) == 0
+    assert lin.predicted("excess_risk", c) == pytest.approx(theory.ols_excess_risk(N, 1, 1.0, p, c["eta_mean"], c["eta_std"]))
+    assert lin.predicted("exact_gap_sq", c) == 0
     with pytest.raises(ValueError, match="config"):
-        lin_sweeps.predicted("test_mse", {**c, "loss": "l1"})
+        lin.predicted("test_mse", {**c, "loss": "l1"})
     with pytest.raises(ValueError, match="metric"):
-        lin_sweeps.predicted("accuracy", c)
+        lin.predicted("accuracy", c)
 
 
 def test_jackknife_covers_a_known_slope():
@@ -258,7 +256,7 @@ def test_jackknife_covers_a_known_slope():
     rng = np.random.default_rng(0)
     rows = pd.DataFrame([{"x": x, "seed": r, "y": 2 * x + rng.normal()} for r in range(30) for x in range(5)])
     fake = type("R", (), {"rows": rows})()
-    est, lo, hi, se = lin_sweeps.jackknife(fake, "x", "y", lin_sweeps.slope)
+    est, lo, hi, se = lin.jackknife(fake, "x", "y", lin.slope)
     assert lo < 2 < hi and se > 0
     assert est == pytest.approx(np.polyfit(range(5), rows.groupby("x")["y"].mean(), 1)[0])
 
@@ -284,7 +282,7 @@ def test_trimmed_least_squares_removes_far_outliers():
 
 def test_ellipse_is_the_level_set():
     cov = np.array([[2.0, 0.5], [0.5, 1.0]])
-    x, y = lin_sweeps.ellipse([1.0, -1.0], cov, level=0.9)
+    x, y = lin.ellipse([1.0, -1.0], cov, level=0.9)
     v = np.stack([x - 1.0, y + 1.0])
     q = np.einsum("in,ij,jn->n", v, np.linalg.inv(cov), v)
     assert np.allclose(q, stats.chi2.ppf(0.9, 2))

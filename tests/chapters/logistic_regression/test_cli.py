@@ -8,7 +8,7 @@ import pytest
 
 import clitools
 from poisonlab import cli
-from poisonlab.chapters.logistic_regression import experiment as L
+from poisonlab.chapters.logistic_regression import experiment as L_exp
 
 # small and fast: 200 points, 3 epochs, 3 repeats
 FAST = ["--n", "200", "--epochs", "3", "--repeats", "3"]
@@ -28,7 +28,7 @@ def run_json(capsys, *args):
 
 def test_json_record_has_every_parameter_and_metric(capsys):
     record = run_json(capsys)
-    clitools.check_record(record, L.EXPERIMENT, repeats=3)
+    clitools.check_record(record, L_exp.EXPERIMENT, repeats=3)
     assert record["params"]["n"] == 200 and record["params"]["epochs"] == 3
     for required in ("test_accuracy", "weight_norm", "angle", "poisoned_fraction"):
         assert required in record["metrics"]
@@ -104,7 +104,7 @@ def test_save_data_writes_the_first_repeat(capsys, tmp_path):
     z = np.abs(saved["X_train"] @ saved["w"] + saved["b"])
     assert np.all(z[saved["mask"]] < saved["margin"]) and np.all(z[~saved["mask"]] > saved["margin"] * 0.999)
     config = json.loads(str(saved["config"]))
-    clean = L.make_data({**L.EXPERIMENT.resolve(**{k: v for k, v in config.items() if k != "seed"}), "seed": 7})
+    clean = L_exp.make_data({**L_exp.EXPERIMENT.resolve(**{k: v for k, v in config.items() if k != "seed"}), "seed": 7})
     flipped = saved["mask"]
     np.testing.assert_array_equal(saved["y_train"][~flipped], clean.y_train.numpy()[~flipped])
     np.testing.assert_array_equal(saved["y_train"][flipped], 1 - clean.y_train.numpy()[flipped])

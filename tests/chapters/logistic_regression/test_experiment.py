@@ -12,12 +12,12 @@ import torch
 from poisonlab import attacks, sweep, train
 from poisonlab.experiment import ParameterError
 from poisonlab.chapters.logistic_regression import (
-    experiment as L, laws as L_laws, studies as L_studies, sweeps as L_sweeps,
+    experiment as L_exp, laws as L_laws, studies as L_studies, sweeps as L,
 )
 
 
 def config(**changes):
-    return L.EXPERIMENT.resolve(**{"n": 400, "epochs": 5, **changes}, seed=changes.pop("seed", 3))
+    return L_exp.EXPERIMENT.resolve(**{"n": 400, "epochs": 5, **changes}, seed=changes.pop("seed", 3))
 
 
 # ------------------------------------------------------------------ attack operators
@@ -29,9 +29,9 @@ def config(**changes):
 @pytest.mark.parametrize("alpha", [0.0, 0.05, 0.2])
 def test_exactly_round_alpha_n_labels_are_flipped(flip, extra, alpha):
     c = config(flip=flip, alpha=alpha, **extra)
-    clean = L.make_data(c)
+    clean = L_exp.make_data(c)
     scores = attacks.boundary_distance(clean).abs() if flip == "max-loss" else None
-    p, _ = L.poison(c, clean, scores)
+    p, _ = L_exp.poison(c, clean, scores)
     changed = p.y_train != clean.y_train
     assert int(changed.sum()) == round(alpha * clean.n_train)
     assert torch.equal(changed, p.poisoned)
@@ -40,8 +40,8 @@ def test_exactly_round_alpha_n_labels_are_flipped(flip, extra, alpha):
 
 def test_margin_and_side_select_the_flipped_points():
     c = config(flip="one-sided", side=0, margin=0.6, alpha=0.1)
-    clean = L.make_data(c)
-    p, margin = L.poison(c, clean)
+    clean = L_exp.make_data(c)
+    p, margin = L_exp.poison(c, clean)
     z = attacks.boundary_distance(clean)
     assert margin == 0.6
     assert bool((z[p.poisoned].abs() < 0.6).all())
@@ -51,8 +51,8 @@ def test_margin_and_side_select_the_flipped_points():
 def test_auto_margin_flips_exactly_the_nearest_points():
     for flip, side in (("boundary", None), ("one-sided", 1)):
         c = config(flip=flip, alpha=0.15)
-        clean = L.make_data(c)
-        p, margin = L.poison(c, clean)
+        clean = L_exp.make_data(c)
+        p, margin = L_exp.poison(c, clean)
         z = attacks.boundary_distance(clean).abs()
         eligible = torch.ones_like(z, dtype=torch.bool) if side is None else clean.y_train == side
         k = round(0.15 * clean.n_train)
@@ -63,17 +63,17 @@ def test_auto_margin_flips_exactly_the_nearest_points():
 
 def test_max_loss_with_the_true_reference_flips_the_farthest_points():
     c = config(flip="max-loss", reference="true", alpha=0.1)
-    clean = L.make_data(c)
-    p, _ = L.poison(c, clean, attacks.boundary_distance(clean).abs())
+    clean = L_exp.make_data(c)
+    p, _ = L_exp.poison(c, clean, attacks.boundary_distance(clean).abs())
     z = attacks.boundary_distance(clean).abs()
     assert float(z[p.poisoned].min()) >= float(z[~p.poisoned].max())
 
 
 def test_max_loss_with_the_clean_model_flips_the_points_it_is_surest_of():
     c = config(flip="max-loss", alpha=0.1)
-    clean = L.make_data(c)
-    ref = L.fit_models([c], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
-    p, _ = L.poison(c, clean, L._scores_max_loss(ref, 0, clean, c))
+    clean = L_exp.make_data(c)
+    ref = L_exp.fit_models([c], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
+    p, _ = L_exp.poison(c, clean, L_exp._scores_max_loss(ref, 0, clean, c))
     margin = (2 * clean.y_train - 1) * ref.logit[0](clean.X_train)  # the clean model's signed confidence
     assert float(margin[p.poisoned].min()) >= float(margin[~p.poisoned].max())
 
@@ -119,16 +119,16 @@ def test_robust_aggregation_stays_bounded_when_a_fraction_is_poisoned(aggregate)
 
 def test_filters_catch_random_flips_and_report_what_they_drop():
     c = config(defense="loss-filter", alpha=0.2, n=1000, epochs=20, x_dist="mixture")
-    m = L.EXPERIMENT(seed=c["seed"], **{k: v for k, v in c.items() if k != "seed"})
+    m = L_exp.EXPERIMENT(seed=c["seed"], **{k: v for k, v in c.items() if k != "seed"})
     assert m["poison_discarded"] > 0.9 and m["clean_discarded"] < 0.05
-    k = L.EXPERIMENT(seed=c["seed"], **{**{k: v for k, v in c.items() if k != "seed"}, "defense": "knn-filter"})
+    k = L_exp.EXPERIMENT(seed=c["seed"], **{**{k: v for k, v in c.items() if k != "seed"}, "defense": "knn-filter"})
     assert k["poison_discarded"] > 0.8 and k["clean_discarded"] < 0.1
     # with drop = alpha both filters discard exactly round(alpha n) points
     n_train = 800
     for r in (m, k):
         dropped = r["poison_discarded"] * 160 + r["clean_discarded"] * 640
         assert dropped == pytest.approx(round(0.2 * n_train), abs=1e-6)
-    none = L.EXPERIMENT(seed=c["seed"], **{**{k: v for k, v in c.items() if k != "seed"}, "defense": "none"})
+    none = L_exp.EXPERIMENT(seed=c["seed"], **{**{k: v for k, v in c.items() if k != "seed"}, "defense": "none"})
     assert none["poison_discarded"] == 0 and none["clean_discarded"] == 0
 
 
@@ -145,26 +145,26 @@ def test_knn_rates_match_the_filter():
 
 
 def test_same_seed_same_metrics_and_seeds_matter():
-    a = L.EXPERIMENT(seed=4, n=300, epochs=5, alpha=0.1)
-    assert a == L.EXPERIMENT(seed=4, n=300, epochs=5, alpha=0.1)
-    assert a != L.EXPERIMENT(seed=5, n=300, epochs=5, alpha=0.1)
+    a = L_exp.EXPERIMENT(seed=4, n=300, epochs=5, alpha=0.1)
+    assert a == L_exp.EXPERIMENT(seed=4, n=300, epochs=5, alpha=0.1)
+    assert a != L_exp.EXPERIMENT(seed=5, n=300, epochs=5, alpha=0.1)
 
 
 def test_expected_accuracy_agrees_with_a_large_test_set():
     for x_dist in ("uniform", "gaussian", "mixture"):
-        m = L.EXPERIMENT(seed=1, n=20000, epochs=3, alpha=0.1, x_dist=x_dist)
+        m = L_exp.EXPERIMENT(seed=1, n=20000, epochs=3, alpha=0.1, x_dist=x_dist)
         se = math.sqrt(m["test_accuracy"] * (1 - m["test_accuracy"]) / 4000)
         assert m["expected_accuracy"] == pytest.approx(m["test_accuracy"], abs=4 * se + 1e-3)
 
 
 def test_strip_mass_metric_is_the_flipped_fraction_for_full_strips():
-    m = L.EXPERIMENT(seed=2, n=4000, epochs=2, alpha=0.2, flip="one-sided")
+    m = L_exp.EXPERIMENT(seed=2, n=4000, epochs=2, alpha=0.2, flip="one-sided")
     assert m["strip_mass"] == pytest.approx(0.2, abs=0.02)
-    assert L.EXPERIMENT(seed=2, n=400, epochs=2, alpha=0.2)["strip_mass"] == 0.0
+    assert L_exp.EXPERIMENT(seed=2, n=400, epochs=2, alpha=0.2)["strip_mass"] == 0.0
 
 
 def test_mlp_metrics_are_finite_and_its_affine_part_is_reported():
-    m = L.EXPERIMENT(seed=0, n=300, epochs=5, alpha=0.1, hidden=(8,))
+    m = L_exp.EXPERIMENT(seed=0, n=300, epochs=5, alpha=0.1, hidden=(8,))
     assert all(math.isfinite(v) for v in m.values()) and m["weight_norm"] > 0
 
 
@@ -213,20 +213,20 @@ def test_symmetry_law_on_a_symmetric_curve():
 
 def test_jackknife_of_a_mean_is_the_t_interval():
     rows = pd.DataFrame({"seed": np.arange(6), "x": [1.0, 2.0, 4.0, 3.0, 5.0, 2.5]})
-    est = L_sweeps.jackknife(rows, lambda r: r["x"].mean())
+    est = L.jackknife(rows, lambda r: r["x"].mean())
     np.testing.assert_allclose(est, sweep.mean_ci(rows["x"]))
     with pytest.raises(ValueError, match="repeats"):
-        L_sweeps.jackknife(rows.iloc[:1], lambda r: r["x"].mean())
+        L.jackknife(rows.iloc[:1], lambda r: r["x"].mean())
 
 
 def test_specs_cover_the_sweeps_and_resolve():
-    for name in L_sweeps.SWEEPS:
-        sp = L_sweeps.spec(name, "quick")
+    for name in L.SWEEPS:
+        sp = L.spec(name, "quick")
         assert set(sp) == {"grid", "fixed", "repeats", "seed"} and sp["repeats"] >= 2
-        L.EXPERIMENT.resolve(**sp["fixed"], **{k: v[0] for k, v in sp["grid"].items()})
-    assert len(L_sweeps.sweeps_table("quick")) == len(L_sweeps.SWEEPS)
+        L_exp.EXPERIMENT.resolve(**sp["fixed"], **{k: v[0] for k, v in sp["grid"].items()})
+    assert len(L.sweeps_table("quick")) == len(L.SWEEPS)
     with pytest.raises(ValueError, match="name"):
-        L_sweeps.spec("no-such-sweep")
+        L.spec("no-such-sweep")
 
 
 @pytest.mark.parametrize("changes, name", [
@@ -238,5 +238,5 @@ def test_specs_cover_the_sweeps_and_resolve():
 ])
 def test_bad_configurations_name_the_parameter(changes, name):
     with pytest.raises(ParameterError) as err:
-        L.EXPERIMENT.resolve(**changes)
+        L_exp.EXPERIMENT.resolve(**changes)
     assert err.value.name == name

@@ -1,7 +1,7 @@
 """The laws of the logistic-regression chapter, in the quick profile: prediction against measurement.
 
 Each law's interval is the 95% interval of its Monte Carlo error, computed exactly as in the
-chapter's laws table (`L.law`): a Student-t interval over independent repeats for a mean, or a
+chapter's laws table (`L_laws.law`): a Student-t interval over independent repeats for a mean, or a
 delete-one-repeat jackknife t-interval for a statistic of a whole curve (a fitted slope or exponent,
 a ratio pooled over a grid), because repeats are independent and the grid points of one repeat are
 not (common random numbers). `Law.agrees` means the prediction lies in that interval.
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from poisonlab.chapters.logistic_regression import laws as L
+from poisonlab.chapters.logistic_regression import laws as L_laws
 from poisonlab.profile import get_profile
 from poisonlab.chapters.logistic_regression import theory as T
 
@@ -28,7 +28,7 @@ S = PROFILE.logistic
 
 @pytest.fixture(scope="module")
 def laws():
-    return {name: L.law(name, PROFILE) for name in L.LAWS}
+    return {name: L_laws.law(name, PROFILE) for name in L_laws.LAWS}
 
 
 def _mean_chi(k):
@@ -68,14 +68,14 @@ def wrong(name: str) -> float:
     raise KeyError(name)
 
 
-@pytest.mark.parametrize("name", list(L.LAWS))
+@pytest.mark.parametrize("name", list(L_laws.LAWS))
 def test_law_agrees(laws, name):
     law = laws[name]
     assert math.isfinite(law.fitted) and law.lo <= law.fitted <= law.hi
     assert law.agrees, f"{name}: predicted {law.predicted} outside [{law.lo}, {law.hi}] (fitted {law.fitted})"
 
 
-@pytest.mark.parametrize("name", list(L.LAWS))
+@pytest.mark.parametrize("name", list(L_laws.LAWS))
 def test_law_rejects_a_wrong_prediction(laws, name):
     law = laws[name]
     alternative = wrong(name)
@@ -88,10 +88,10 @@ def test_laws_table_lists_every_law(laws):
     from poisonlab import laws as laws_module
 
     table = laws_module.table(list(laws.values()))
-    assert len(table) == len(L.LAWS) and table["agrees"].all()
+    assert len(table) == len(L_laws.LAWS) and table["agrees"].all()
 
 
 def test_law_is_memoised_and_named():
     with pytest.raises(ValueError, match="name"):
-        L.law("no-such-law", PROFILE)
-    assert L.law("mirror", PROFILE) is L.law("mirror", PROFILE)
+        L_laws.law("no-such-law", PROFILE)
+    assert L_laws.law("mirror", PROFILE) is L_laws.law("mirror", PROFILE)
