@@ -124,6 +124,20 @@ def seed_streams(seed: int, step: int, names=("data", "attack", "model")) -> dic
     return {name: seed + i * step for i, name in enumerate(names)}
 
 
+def check_kept(configs, keeps) -> None:
+    """A filter (the defence of configs[k], keeps[k] its mask of kept training points, None: no filter) that
+    discards every training point leaves nothing to train on: a ParameterError naming the flag that did it."""
+    for c, keep in zip(configs, keeps):
+        if keep is not None and not bool(keep.any()):
+            if c["knn_threshold"] is not None:
+                raise ParameterError("knn_threshold", f"the knn-filter discarded all {keep.numel()} training points "
+                                     f"(every label disagrees with more than knn_threshold = {c['knn_threshold']} of "
+                                     f"its {c['knn_k']} neighbours); raise --knn-threshold")
+            name = "alpha" if c["drop"] is None else "drop"
+            raise ParameterError(name, f"the {c['defense']} discarded all {keep.numel()} training points "
+                                 f"({name} = {c[name]}); give a smaller --drop")
+
+
 class DivergenceError(RuntimeError):
     """Training diverged (its loss grew by train.GROWTH or became non-finite) or a metric is non-finite.
 

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from ... import attacks, data, defenses, losses, metrics, train, validate, vision
-from ...experiment import Experiment, Param, ParameterError, register, seed_streams
+from ...experiment import Experiment, Param, ParameterError, check_kept, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "FLIPS", "MODELS", "DEFENSES", "HIDDEN", "seeds_of",
            "make_data", "hidden_of", "poison", "fit", "run_detailed", "Outcome", "save_data"]
@@ -273,19 +273,6 @@ def _keeps(configs, poisoned) -> list:
             for s, c in zip(scores, configs)]
 
 
-def _kept_some(configs, keeps) -> None:
-    """A filter that discards every training point leaves nothing to train on: name the flag that did it."""
-    for c, keep in zip(configs, keeps):
-        if not bool(keep.any()):
-            if c["knn_threshold"] is not None:
-                raise ParameterError("knn_threshold", f"the knn-filter discarded all {keep.numel()} training points "
-                                     f"(every label disagrees with more than knn_threshold = {c['knn_threshold']} of "
-                                     f"its {c['knn_k']} neighbours); raise --knn-threshold")
-            name = "alpha" if c["drop"] is None else "drop"
-            raise ParameterError(name, f"the {c['defense']} discarded all {keep.numel()} training points "
-                                 f"({name} = {c[name]}); give a smaller --drop")
-
-
 def _split(config, keep: torch.Tensor):
     """Indices of the points trained on and of the held-out ones (early stopping) among the kept points."""
     idx = keep.nonzero().flatten()
@@ -325,7 +312,7 @@ def run_detailed(configs: list[dict], record: bool = False) -> list[Outcome]:
     probs = _reference_probs(configs, cleans)
     poisoned = [poison(c, ds, p) for c, ds, p in zip(configs, cleans, probs)]
     keeps = _keeps(configs, poisoned)
-    _kept_some(configs, keeps)
+    check_kept(configs, keeps)
     outcomes = [Outcome(c, ds, p, keep, *_split(c, keep)) for c, ds, p, keep in zip(configs, cleans, poisoned, keeps)]
     groups: dict = {}
     for k, o in enumerate(outcomes):

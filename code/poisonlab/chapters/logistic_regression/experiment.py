@@ -40,7 +40,7 @@ import torch
 
 
 from ... import attacks, data, defenses, losses, metrics, solvers, train, validate
-from ...experiment import Experiment, Param, ParameterError, register, seed_streams
+from ...experiment import Experiment, Param, ParameterError, check_kept, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "make_data", "poison", "fit", "fit_models", "save_data",
            "seeds_of", "auto_margin", "affine_part", "expected_accuracy", "strip_mass", "DEFENSES", "FLIPS"]
@@ -340,7 +340,7 @@ def fit(configs: list[dict]) -> list[dict]:
     init = reference.state if c0["continue_from_clean"] else None
     if c0["defense"] in FILTERS:
         keeps = _filter(configs, poisoned, init)
-        _kept_some(configs, keeps)
+        check_kept(configs, keeps)
         sets = [(p.X_train[keep], p.y_train[keep], p.X_test) for p, keep in zip(poisoned, keeps)]
     else:
         keeps = [None] * K
@@ -424,19 +424,6 @@ def _fixed_points(x_dist: str, d: int):
     else:
         X = torch.randn(EVAL_POINTS, d, generator=data.generator(0))
     return X, X.double()
-
-
-def _kept_some(configs, keeps) -> None:
-    """A filter that discards every training point leaves nothing to train on: name the flag that did it."""
-    for c, keep in zip(configs, keeps):
-        if keep is not None and not bool(keep.any()):
-            if c["knn_threshold"] is not None:
-                raise ParameterError("knn_threshold", f"the knn-filter discarded all {keep.numel()} training points "
-                                     f"(every label disagrees with more than knn_threshold = {c['knn_threshold']} of "
-                                     f"its {c['knn_k']} neighbours); raise --knn-threshold")
-            name = "alpha" if c["drop"] is None else "drop"
-            raise ParameterError(name, f"the {c['defense']} discarded all {keep.numel()} training points "
-                                 f"({name} = {c[name]}); give a smaller --drop")
 
 
 def _filter(configs, poisoned, init):
