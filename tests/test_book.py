@@ -156,3 +156,8 @@ def test_environment_table_lists_versions_and_profile():
     for key in ("| python |", "| torch |", "| numpy |", "| torch threads |", "| profile | quick |",
                 f"| repeats | {get_profile('quick').repeats} |"):
         assert key in text
+
+
+def test_fmt_ci_writes_a_value_and_its_interval():
+    assert book.fmt_ci(0.12345, -0.5, 2e-4) == "0.123 [\u22120.5, 2 \u00d7 10\u207b\u2074]"
+    assert book.fmt_ci(1.0, 0.5, 1.5, 2, write=lambda x, d: f"{x:.{d}f}") == "1.00 [0.50, 1.50]"

@@ -146,6 +146,12 @@ def fmt(x, digits: int = 3, *, percent: bool = False) -> Number:
     return Number(text.replace("-", MINUS) + ("\\%" if percent else ""))
 
 
+def fmt_ci(mean, lo, hi, digits: int = 3, *, write=None) -> str:
+    """A value with its interval, "mean [lo, hi]", each number written by `write(x, digits)` (default `fmt`)."""
+    write = fmt if write is None else write
+    return f"{write(mean, digits)} [{write(lo, digits)}, {write(hi, digits)}]"
+
+
 def _decimal(x: float, digits: int) -> str:
     if not math.isfinite(x):
         raise ValueError(f"x must be finite, got {x!r}")

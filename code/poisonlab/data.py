@@ -7,6 +7,7 @@ points for testing (Python's `round`, so ties go to the even integer) and n_trai
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,20 +36,33 @@ class Dataset:
         """A copy with some fields replaced (the tensors themselves are shared, not copied)."""
         return dataclasses.replace(self, **changes)
 
-    def save(self, path) -> None:
-        """Write the tensors, the mask and the numeric true parameters to a .npz file (keys
-        X_train, y_train, X_test, y_test, mask, and param_<name> for each tensor/number in params)."""
+    def save(self, path, *, params=None, config: dict | None = None, **extra) -> None:
+        """Write the tensors, the mask and the numeric true parameters to a .npz file named `path` as given.
+
+        Keys X_train, y_train, X_test, y_test, mask; param_<name> for each tensor/number in params, or,
+        with `params` (names), those parameters under their own names; classes (when known); `config`
+        (a dict, e.g. the CLI run's parameters) as JSON under "config"; each of `extra` (tensors, arrays
+        or numbers) under its own name.
+        """
         arrays = {name: getattr(self, name).detach().cpu().numpy()
                   for name in ("X_train", "y_train", "X_test", "y_test")}
         arrays["mask"] = self.poisoned.cpu().numpy()
-        for key, value in self.params.items():
+        names = {key: f"param_{key}" for key in self.params} if params is None else {key: key for key in params}
+        for key, name in names.items():
+            value = self.params[key]
             if isinstance(value, Tensor):
-                arrays[f"param_{key}"] = value.detach().cpu().numpy()
+                arrays[name] = value.detach().cpu().numpy()
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                arrays[f"param_{key}"] = np.asarray(value)
+                arrays[name] = np.asarray(value)
         if self.classes is not None:
             arrays["classes"] = np.asarray(self.classes, dtype=str)
-        np.savez(path, **arrays)
+        for key, value in extra.items():
+            arrays[key] = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+        if config is not None:
+            arrays["config"] = np.array(json.dumps({k: list(v) if isinstance(v, tuple) else v
+                                                    for k, v in config.items()}))
+        with open(path, "wb") as f:  # a file object: numpy would otherwise append .npz to the name
+            np.savez(f, **arrays)
 
     @property
     def n_train(self) -> int:
@@ -106,6 +120,11 @@ def _tensor(name: str, value, dtype=torch.float32) -> Tensor:
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} must contain finite numbers only")
     return t
+
+
+def train_size(n: int, test_fraction: float = 0.2) -> int:
+    """Training points of a data set of n points split by `split`: n - round(test_fraction * n)."""
+    return n - round(test_fraction * n)
 
 
 def _test_size(n: int, test_fraction: float) -> int:

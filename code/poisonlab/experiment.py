@@ -115,6 +115,29 @@ class Experiment:
         return metrics
 
 
+def seed_streams(seed: int, step: int, names=("data", "attack", "model")) -> dict:
+    """Independent seeds of one repeat `seed`, one per random stream: names[i] -> seed + i * step.
+
+    Distinct streams: the same integer for two draws would correlate them (e.g. the data with the
+    poison); `step` larger than any repeat index keeps the streams of different repeats apart.
+    """
+    return {name: seed + i * step for i, name in enumerate(names)}
+
+
+def check_kept(configs, keeps) -> None:
+    """A filter (the defence of configs[k], keeps[k] its mask of kept training points, None: no filter) that
+    discards every training point leaves nothing to train on: a ParameterError naming the flag that did it."""
+    for c, keep in zip(configs, keeps):
+        if keep is not None and not bool(keep.any()):
+            if c["knn_threshold"] is not None:
+                raise ParameterError("knn_threshold", f"the knn-filter discarded all {keep.numel()} training points "
+                                     f"(every label disagrees with more than knn_threshold = {c['knn_threshold']} of "
+                                     f"its {c['knn_k']} neighbours); raise --knn-threshold")
+            name = "alpha" if c["drop"] is None else "drop"
+            raise ParameterError(name, f"the {c['defense']} discarded all {keep.numel()} training points "
+                                 f"({name} = {c[name]}); give a smaller --drop")
+
+
 class DivergenceError(RuntimeError):
     """Training diverged (its loss grew by train.GROWTH or became non-finite) or a metric is non-finite.
 
@@ -248,8 +271,12 @@ def _hashable(v):
     return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
-# Experiments live in poisonlab.experiments.<name>, each registering itself on import.
-KNOWN = ("linear", "logistic", "images")
+# The CLI name of each experiment -> its module, poisonlab.chapters.<chapter>.experiment, which registers it on
+# import (imported only when the experiment is run: `poisonlab --help` stays fast).
+MODULES = {"linear": "poisonlab.chapters.linear_regression.experiment",
+           "logistic": "poisonlab.chapters.logistic_regression.experiment",
+           "images": "poisonlab.chapters.image_classification.experiment"}
+KNOWN = tuple(MODULES)
 _REGISTRY: dict[str, Experiment] = {}
 
 
@@ -260,7 +287,14 @@ def register(experiment: Experiment) -> Experiment:
 
 def available() -> list[str]:
     """Names of the experiments whose module exists in this installation."""
-    return [n for n in KNOWN if importlib.util.find_spec(f"poisonlab.experiments.{n}") is not None]
+    return [n for n in KNOWN if _installed(MODULES[n])]
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def get(name: str) -> Experiment:
@@ -268,5 +302,5 @@ def get(name: str) -> Experiment:
     if name not in _REGISTRY:
         if name not in available():
             raise ValueError(f"experiment must be one of {', '.join(available())}; got {name!r}")
-        importlib.import_module(f"poisonlab.experiments.{name}")
+        importlib.import_module(MODULES[name])
     return _REGISTRY[name]

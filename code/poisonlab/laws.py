@@ -264,9 +264,11 @@ def table(laws: Sequence[Law], digits: int = 3, fmt: Callable | None = None) -> 
     if not all(isinstance(law, Law) for law in laws):
         raise ValueError("laws must be a list of Law")
     digits = validate.positive_int("digits", digits)
+    from .book import fmt_ci
+
     fmt = fmt or _default_fmt()
     rows = [{"statement": law.statement, "how": law.how, "predicted": fmt(law.predicted, digits),
-             "fitted (95% CI)": f"{fmt(law.fitted, digits)} [{fmt(law.lo, digits)}, {fmt(law.hi, digits)}]"
+             "fitted (95% CI)": fmt_ci(law.fitted, law.lo, law.hi, digits, write=fmt)
                                 + (f" (tol {fmt(law.tol, digits)})" if law.tol is not None else ""),
              "agrees": law.agrees} for law in laws]
     return pd.DataFrame.from_records(rows, columns=["statement", "how", "predicted", "fitted (95% CI)", "agrees"])
@@ -285,6 +287,18 @@ def jackknife(rows, statistic, level: float = 0.95):
         raise ValueError(f"rows must hold at least 2 repeats for a jackknife interval, got {R}")
     est = float(statistic(rows))
     loo = np.array([statistic(rows[rows["seed"] != s]) for s in seeds], dtype=float)
-    se = float(np.sqrt((R - 1) / R * np.sum((loo - loo.mean()) ** 2)))
-    t = float(stats.t.ppf(0.5 + level / 2, R - 1))
-    return est, est - t * se, est + t * se, se
+    est, lo, hi, se = jackknife_interval(est, loo, level)
+    return est, float(lo), float(hi), float(se)
+
+
+def jackknife_interval(estimate, leave_one_out, level: float = 0.95):
+    """The delete-one-repeat jackknife t-interval of `estimate` from its values with each of the R repeats
+    left out in turn (`leave_one_out`, repeats along its first axis; an estimate per column when it is 2-D):
+    (estimate, lo, hi, se)."""
+    loo = np.asarray(leave_one_out, dtype=float)
+    R = loo.shape[0]
+    if R < 2:
+        raise ValueError(f"leave_one_out must hold at least 2 repeats for a jackknife interval, got {R}")
+    se = np.sqrt((R - 1) / R * ((loo - loo.mean(0)) ** 2).sum(0))
+    t = stats.t.ppf(0.5 + level / 2, R - 1)
+    return estimate, estimate - t * se, estimate + t * se, se

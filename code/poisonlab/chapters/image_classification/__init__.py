@@ -1,0 +1,1 @@
+"""report/image-classification.qmd: label flipping against image classifiers (`poisonlab run images`)."""

@@ -1,0 +1,136 @@
+"""The image-classification chapter's sweeps: the attacks' and defences' alpha sweeps, their summaries,
+the damage per label, early stopping and the held-out gap of the learning curves.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ... import attacks, validate
+from . import theory
+from .experiment import DEFENSES, EXPERIMENT, FLIPS, make_data
+from .studies import _resolve
+
+
+def class_share(classes, seeds, reduce: str = "min", **params) -> float:
+    """The share of the training points whose class is in `classes`: smallest ("min") or mean over the seeds."""
+    reduce = validate.choice("reduce", reduce, ("min", "mean"))
+    shares = []
+    for s in seeds:
+        ds = make_data(_resolve(int(s), **params))
+        shares.append(float(sum((ds.y_train == c).sum() for c in classes)) / ds.n_train)
+    if not shares:
+        raise ValueError("seeds must hold at least one seed")
+    return min(shares) if reduce == "min" else float(np.mean(shares))
+
+
+def pair_alphas(fractions, seeds, pair=(1, 7), **params) -> list:
+    """Fractions f of the pair's points as fractions alpha of the training set, feasible for every seed."""
+    share = class_share(pair, seeds, **params)
+    return [math.floor(validate.fraction("fractions", f) * share * 1e4) / 1e4 for f in fractions]
+
+
+def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
+    """The four attacks' alpha sweeps of one model with the chapter's sizes S (profile section): flip -> SweepResult."""
+    from ... import sweep
+
+    R = S["sweep_repeats"][model]
+    stride = S["alpha_stride"][model]
+    fixed = {"model": model, "epochs": S["epochs"][model], "batch_size": S["batch_size"][model]}
+    seeds = range(seed, seed + R)
+    grids = {"random": S["random_alphas"], "max-loss": S["maxloss_alphas"], "target-class": S["target_alphas"],
+             "pair": pair_alphas(S["pair_fractions"], seeds)}
+    # thinning keeps the points the chapter reads: no flips, the random-flip threshold, alpha = 1 and
+    # the small alpha at which random and max-loss flips are compared per label
+    keep = {"random": {0.0, theory.threshold(10), 1.0, S["damage_alpha"]}, "max-loss": {0.0, S["damage_alpha"]}}
+    grids = {flip: [a for i, a in enumerate(alphas) if i % stride == 0 or a in keep.get(flip, {0.0})]
+             for flip, alphas in grids.items()}
+    return {flip: sweep.run(EXPERIMENT, grid={"alpha": alphas}, repeats=R, seed=seed,
+                            fixed={**fixed, "flip": flip}, cache=cache, progress=False)
+            for flip, alphas in grids.items()}
+
+
+def summarize(rows: pd.DataFrame, by, metrics) -> pd.DataFrame:
+    """sweep.summarize as the chapter's tables show it: groups sorted, the rows pooled in column `n`."""
+    from ... import sweep
+
+    return sweep.summarize(rows, by, metrics, sort=True, count="n")
+
+
+def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:
+    """Test accuracy lost per flipped label at `alpha`, paired by seed with alpha = 0, for each attack."""
+    out = []
+    for flip, res in sweeps.items():
+        rows = res.rows
+        if not np.isclose(rows["alpha"], alpha).any():
+            continue
+        base = rows[rows.alpha == 0].set_index("seed")["test_accuracy"]
+        at = rows[np.isclose(rows.alpha, alpha)].set_index("seed")
+        first = rows.iloc[0]
+        data_params = {k: (None if pd.isna(first[k]) else first[k]) for k in ("dataset", "data_dir", "n_train")}
+        flips = attacks.poison_count(alpha, make_data(_resolve(int(at.index[0]), **data_params)).n_train)
+        out.append(pd.DataFrame({"flip": flip, "seed": at.index,
+                                 "per_label": (base.loc[at.index].to_numpy() - at["test_accuracy"].to_numpy()) / flips}))
+    return summarize(pd.concat(out, ignore_index=True), "flip", "per_label")
+
+
+def defense_sweeps(S, seed: int = 0, cache: bool = True) -> pd.DataFrame:
+    """Rows of every defence x attack x alpha x repeat for the models of S["defense_alphas"] (pair: alpha
+    capped at 90% of the pair's share), each with the undefended run's accuracy of the same seed."""
+    from ... import sweep
+
+    R = S["defense_repeats"]
+    pair_max = 0.9 * class_share((1, 7), range(seed, seed + R))
+    frames = []
+    for model, alphas in S["defense_alphas"].items():
+        fixed = {"model": model, "epochs": S["epochs"][model], "batch_size": S["batch_size"][model]}
+        for flip in FLIPS:
+            grid_alphas = sorted({round(min(a, pair_max), 4) for a in alphas}) if flip == "pair" else list(alphas)
+            res = sweep.run(EXPERIMENT, grid={"defense": list(DEFENSES), "alpha": grid_alphas}, repeats=R, seed=seed,
+                            fixed={**fixed, "flip": flip}, cache=cache, progress=False)
+            frames.append(res.rows)
+    rows = pd.concat(frames, ignore_index=True)
+    base = rows[rows.defense == "none"].set_index(["model", "flip", "alpha", "seed"])["test_accuracy"]
+    rows["recovered"] = rows["test_accuracy"].to_numpy() - base.loc[
+        list(zip(rows.model, rows.flip, rows.alpha, rows.seed))].to_numpy()
+    return rows
+
+
+def at_alpha(rows: pd.DataFrame, alpha: float, metric: str = "test_accuracy") -> tuple:
+    """(mean, lo, hi) of a metric over the repeats at one alpha (95% t-interval)."""
+    from ... import sweep
+
+    values = rows.loc[np.isclose(rows["alpha"], alpha), metric]
+    if values.empty:
+        raise ValueError(f"alpha = {alpha} was not measured; measured: {sorted(rows['alpha'].unique())}")
+    return sweep.mean_ci(values)
+
+
+def early_stopping_summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per run (model, alpha, seed): test accuracy and flipped fit at the end, at the epoch of best
+    poisoned held-out accuracy (what a defender can do) and at that of best clean held-out accuracy."""
+    rows = []
+    for key, c in curves.groupby(["model", "alpha", "seed"], sort=True):
+        c = c[c.epoch >= 1].reset_index(drop=True)
+        last, es, oracle = c.iloc[-1], c.iloc[int(c.val_accuracy.argmax())], c.iloc[int(c.val_accuracy_clean.argmax())]
+        rows.append({"model": key[0], "alpha": key[1], "seed": key[2], "final_accuracy": last.test_accuracy,
+                     "es_accuracy": es.test_accuracy, "oracle_accuracy": oracle.test_accuracy,
+                     "es_epoch": int(es.epoch), "final_fit": last.flipped_fit, "es_fit": es.flipped_fit})
+    return pd.DataFrame(rows)
+
+
+def noisy_heldout_gap(curves: pd.DataFrame, K: int = 10) -> pd.DataFrame:
+    """Per seed: mean over runs and epochs of the measured poisoned held-out accuracy minus its prediction
+    from the clean one, alpha_v/(K-1) + s(alpha_v) acc_clean, alpha_v the held-out split's flipped fraction.
+
+    Runs of one seed share the data split and (nested) flips, so the seed is the independent unit. Column
+    sd: the sampling SD of a run's gap (theory.heldout_gap_sd), averaged over the seed's runs (no credit
+    for averaging runs that share one held-out split).
+    """
+    c = curves[curves.epoch >= 1]
+    pred = c.val_flipped / (K - 1) + (1 - c.val_flipped * K / (K - 1)) * c.val_accuracy_clean
+    c = c.assign(gap=c.val_accuracy - pred,
+                 sd=theory.heldout_gap_sd(c.val_accuracy_clean.to_numpy(), c.val_flipped.to_numpy(), K, c.n_val.iloc[0]))
+    return c.groupby("seed", as_index=False)[["gap", "sd"]].mean()

@@ -1,0 +1,1 @@
+"""report/linear-regression.qmd: label poisoning of linear regression (`poisonlab run linear`)."""

@@ -1,0 +1,212 @@
+"""The laws of the linear-regression chapter: each a prediction of theory against a measurement with a
+95% interval (`law(name)`, `LAWS`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import laws, sweep as _sweep
+from . import theory
+from .experiment import EXPERIMENT
+from .sweeps import (
+    exponent, FAR_MU, grids, jackknife, m_prediction, MU, _N, predict_grid, predicted, run_sweep,
+    setting, SIGMA, _sizes, slope
+)
+from .studies import forgetting, half_lives, ols_monte_carlo, trimming
+
+
+def _law(statement, pred, est, how, tol=None):
+    mean, lo, hi = est[:3]
+    return laws.Law(statement, float(pred), float(mean), float(lo), float(hi), tol, how)
+
+
+def _ratio_to(metric_pred: str, result, x, where):
+    """statistic(xs, ys): mean over the grid of measured ys / theory's `metric_pred`, for `jackknife`."""
+    configs = {}
+    for i in _sweep.rows_where(result, **where).index:  # rows and configs are in the same order
+        configs.setdefault(float(result.configs[i][x]), result.configs[i])
+    pred = {k: predicted(metric_pred, v) for k, v in configs.items()}
+    return lambda xs, ys: float(np.mean(ys / np.array([pred[float(v)] for v in xs])))
+
+
+def law(name: str, profile=None):
+    """The law `name` of the chapter (see LAWS) as a laws.Law: prediction against measurement with a 95% CI."""
+    if name not in LAWS:
+        raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
+    return LAWS[name](profile)
+
+
+def _unbiased(profile):
+    mc = ols_monte_carlo(profile)
+    z = mc["z"].ravel()
+    return _law("OLS is unbiased: E[θ̂ − θ] = 0", 0.0, _sweep.mean_ci(z),
+                "mean standardised error over Monte Carlo draws")
+
+
+def _covariance(profile):
+    mc = ols_monte_carlo(profile)
+    q = (mc["z"] ** 2).sum(1) / mc["z"].shape[1]
+    return _law("Cov(θ̂) = σ²(X̃ᵀX̃)⁻¹", 1.0, _sweep.mean_ci(q), "mean ‖z‖²/(d+1) over Monte Carlo draws")
+
+
+def _floor(profile):
+    res = run_sweep("floor", profile)
+    f = _ratio_to("exact_gap_sq", res, "lr", {})
+    est = jackknife(res, "lr", lambda r: r["exact_gap"] ** 2, f)
+    return _law("SGD noise floor with reshuffled epochs, eq. (floor)", 1.0, est, "mean of measured/predicted ‖θ_SGD − θ̂‖² over γ")
+
+
+def _intercept_shift(profile):
+    res = run_sweep("alpha", profile)
+    N = theory.n_train(_sizes(profile)["n"])
+    p_of = lambda xs: theory.poisoned_fraction(xs, N)
+    est = jackknife(res, "alpha", "intercept_bias", lambda xs, ys: slope(p_of(xs), ys), where={"solver": "sgd"})
+    return _law("the intercept moves by p μ_η", MU, est, "slope of b̂ − b against p (SGD)")
+
+
+def _noise_variance(profile):
+    res = run_sweep("alpha", profile)
+    f = _ratio_to("train_mse", res, "alpha", {"solver": "exact"})
+    est = jackknife(res, "alpha", "train_mse", f, where={"solver": "exact"})
+    return _law("effective noise σ² + p σ_η² + p(1−p) μ_η²", 1.0, est, "mean of measured/predicted training MSE over α")
+
+
+def _excess_exponent(res, x, where, xform=lambda v: v, xmin=0.0):
+    """Exponent k of (R(x) - R(x0)) ~ x^k over the grid points x >= xmin (x0, the first grid point, is the reference)."""
+    def stat(xs, ys):
+        use = (xs > xs[0]) & (xs >= xmin)
+        return exponent(xform(xs[use]), ys[use] - ys[0])
+    return jackknife(res, x, "excess_risk", stat, where=where)
+
+
+def _mu_exponent(profile):
+    res = run_sweep("mean", profile)
+    return _law("R(μ_η) − R(0) ∝ μ_η^k", 2.0, _excess_exponent(res, "eta_mean", {}), "fitted exponent (SGD)")
+
+
+def _variance_exponent(profile):
+    res = run_sweep("variance", profile)
+    return _law("centred η: R(σ_η) − R(0) ∝ (σ_η²)^k", 1.0,
+                _excess_exponent(res, "eta_std", {"eta_mean": 0.0}, lambda s: s**2, xmin=4.0),
+                "fitted exponent over σ_η ≥ 4 (SGD)")
+
+
+def _alpha_exponent(profile):
+    res = run_sweep("alpha", profile)
+    N = theory.n_train(_sizes(profile)["n"])
+    xform = lambda a: theory.poisoned_fraction(a, N)
+    est = _excess_exponent(res, "alpha", {"solver": "sgd"}, xform)
+    xs = np.array(grids(profile)["alpha"][0]["alpha"])
+    ys = predict_grid("excess_risk", "alpha", xs, profile, solver="sgd")
+    return _law("R(p) − R(0) ∝ p^k", exponent(xform(xs[1:]), ys[1:] - ys[0]), est,
+                "fitted exponent (SGD); prediction: same fit of the theory curve")
+
+
+def weighted_exponent(xs, ys) -> float:
+    """Exponent of ys = c xs^k, points weighted by their degrees of freedom (relative error of a mean of
+    a chi-square with ~ m d degrees of freedom: 1/sqrt(d))."""
+    return laws.fit_power(xs, ys, sigma=ys / np.sqrt(xs)).params["k"]
+
+
+def _dimension(profile):
+    res = run_sweep("dimension", profile)
+    sq = lambda r: r["weight_error"] ** 2
+    est = jackknife(res, "dim", sq, weighted_exponent, where={"solver": "exact"})
+    xs = np.array(grids(profile)["dimension"][0]["dim"], dtype=float)
+    ys = predict_grid("weight_error_sq", "dim", [int(v) for v in xs], profile, solver="exact")
+    return _law("‖Ŵ − W‖² = m a d/(N−d−2) ∝ d^k", weighted_exponent(xs, ys), est,
+                "fitted exponent (exact OLS); prediction: same fit of the theory curve")
+
+
+def _outputs(profile):
+    res = run_sweep("outputs", profile)
+    est = jackknife(res, "out_dim", lambda r: r["param_error"] ** 2, exponent, where={"solver": "exact"})
+    return _law("‖θ̂ − θ‖² ∝ m^k, test MSE flat in m", 1.0, est, "fitted exponent (exact OLS)")
+
+
+def _little(profile):
+    res = run_sweep("little", profile)
+    d = 10
+    # heavy inverse-Wishart tails near N = d + 2 make the mean of a few repeats unreliable: N >= 3d
+    where = {"solver": "exact", "n": lambda n: theory.n_train(n) >= 3 * d}
+    f = _ratio_to("weight_error_sq", res, "n", where)
+    est = jackknife(res, "n", lambda r: r["weight_error"] ** 2, f, where=where)
+    return _law("little data: E‖Ŵ − W‖² = m a d/(N−d−2)", 1.0, est, "mean of measured/predicted over N ≥ 3d (exact)")
+
+
+def _breakdown(loss):
+    def f(profile):
+        res = run_sweep("breakdown", profile)
+        pred = m_prediction("bias", "alpha", profile, loss=loss, eta_mean=FAR_MU)
+        # a ratio of means: small alpha (tiny bias, same noise) would dominate a mean of ratios
+        est = jackknife(res, "alpha", "intercept_bias", lambda xs, ys: float(np.mean(ys) / np.mean(pred(xs))),
+                        where={"loss": loss})
+        name = {"l1": "L1: bias → √2 σ erf⁻¹(p/(1−p))", "huber": "Huber (δ = 1): bias → root of (1−p)E ψ + pδ = 0"}
+        return _law(name[loss], 1.0, est, f"mean measured / mean predicted bias over α (μ = {FAR_MU:g}, exact)")
+    return f
+
+
+def _efficiency(loss):
+    def f(profile):
+        res = run_sweep("efficiency", profile)
+        config = EXPERIMENT.resolve(**setting(profile, **grids(profile)["efficiency"][1]))
+        N, d = _N(config), config["dim"]
+        V = theory.asymptotic_variance(loss, 0.0, 0.0, 0.0, SIGMA, config["huber_delta"])
+        pred = V * (N - d - 2) / (N * SIGMA**2)
+        rows = res.rows
+        num = rows[rows["loss"] == loss].sort_values("seed")["weight_error"].to_numpy() ** 2
+        den = rows[rows["loss"] == "l2"].sort_values("seed")["weight_error"].to_numpy() ** 2
+        loo = [np.delete(num, j).mean() / np.delete(den, j).mean() for j in range(len(num))]
+        est = laws.jackknife_interval(num.mean() / den.mean(), loo)
+        label = {"l1": "L1 variance / L2 variance = (π/2)(N−d−2)/N",
+                 "huber": "Huber (δ = 1.345σ) variance / L2 = (N−d−2)/(0.95 N)"}[loss]
+        return _law(label, pred, est, "ratio of mean ‖Ŵ − W‖² (exact, clean data)")
+    return f
+
+
+def _huber_risk(profile):
+    res = run_sweep("huber-delta", profile)
+    pred = m_prediction("risk", "huber_delta", profile, **grids(profile)["huber-delta"][1])
+    est = jackknife(res, "huber_delta", "excess_risk", lambda xs, ys: float(np.mean(ys / pred(xs))))
+    return _law("Huber's risk c(δ)² + (d+1)V(δ)/N", 1.0, est, "mean of measured/predicted excess risk over δ (exact)")
+
+
+def _trimming(profile):
+    tab = trimming(profile)  # the chapter's study (memoised): both poison means, the law uses the far one
+    tab = tab[tab["eta_mean"] == FAR_MU]
+    V = np.stack(tab["values"].to_numpy())  # (trims, repeats)
+    diff = V - tab["predicted"].to_numpy()[:, None]
+    loo = [float(np.delete(diff, j, axis=1).mean()) for j in range(V.shape[1])]
+    est = laws.jackknife_interval(float(diff.mean()), loo)
+    return _law("trimmed LS reaches its population fixed point", 0.0, est,
+                f"mean of measured − predicted bias over trim (μ = {FAR_MU:g})")
+
+
+def _forgetting(profile):
+    hl = half_lives(forgetting(profile))
+    lrs = hl["lr"]
+    est = laws.jackknife_interval(exponent(lrs, hl["mean"]), [exponent(lrs, row) for row in hl["loo"]])
+    return _law("forgetting half-life ∝ γ^k", exponent(lrs, hl["predicted"]), est,
+                "fitted exponent; prediction: same fit of ln 2 / −ln(1 − 2γ)")
+
+
+LAWS = {
+    "unbiased": _unbiased,
+    "covariance": _covariance,
+    "floor": _floor,
+    "intercept-shift": _intercept_shift,
+    "noise-variance": _noise_variance,
+    "mu-exponent": _mu_exponent,
+    "variance-exponent": _variance_exponent,
+    "alpha-exponent": _alpha_exponent,
+    "dimension": _dimension,
+    "outputs": _outputs,
+    "little-data": _little,
+    "l1-breakdown": _breakdown("l1"),
+    "huber-breakdown": _breakdown("huber"),
+    "l1-efficiency": _efficiency("l1"),
+    "huber-efficiency": _efficiency("huber"),
+    "huber-risk": _huber_risk,
+    "trimming": _trimming,
+    "forgetting": _forgetting,
+}

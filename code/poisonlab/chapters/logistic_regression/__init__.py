@@ -1,0 +1,1 @@
+"""report/logistic-regression.qmd: label flipping against logistic regression (`poisonlab run logistic`)."""

@@ -1,0 +1,213 @@
+"""The laws of the logistic-regression chapter: each a prediction of theory against a measurement with
+a 95% interval (`law(name)`, `LAWS`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ... import laws, sweep
+from .sweeps import (
+    ALPHA1, _curve, _exponent, jackknife, _memo, _per_seed, run_sweep, _sizes, _slope, _with_error
+)
+from .studies import default_population, evasion_study, knn_study
+
+
+def symmetry_law(result, metric: str = "expected_accuracy") -> laws.Law:
+    """acc(alpha) + acc(1 - alpha) = 1: the mean over the grid's pairs, per repeat, with a t-CI over repeats."""
+    values = []
+    for _, g in _per_seed(result, {}).items():
+        acc = dict(zip(np.round(g["alpha"].to_numpy(), 9), g[metric].to_numpy()))
+        pairs = [acc[a] + acc[round(1 - a, 9)] for a in acc if a <= 0.5 and round(1 - a, 9) in acc]
+        if not pairs:
+            raise ValueError("result must hold pairs alpha, 1 - alpha")
+        values.append(float(np.mean(pairs)))
+    mean, lo, hi = sweep.mean_ci(values)
+    return laws.Law("acc(α) + acc(1 − α) = 1 (label-mirror symmetry)", 1.0, mean, lo, hi,
+                    how="mean over α pairs, t-CI over repeats")
+
+
+def norm_ratio_law(result) -> laws.Law:
+    """|w_hat| / a*(alpha) = 1 (random flips, Gaussian x): the mean ratio over the grid per repeat."""
+    from . import theory
+
+    rows = result.rows
+    ratio = rows["weight_norm"].to_numpy() / theory.flip_weight_norm(rows["alpha"].to_numpy())
+    per_seed = pd.Series(ratio).groupby(rows["seed"].to_numpy()).mean().to_numpy()
+    mean, lo, hi = sweep.mean_ci(per_seed)
+    return laws.Law("‖ŵ‖ = a*(α), with a* I(a*) = (1 − 2α) φ(0)", 1.0, mean, lo, hi,
+                    how="mean of ‖ŵ‖ / a*(α) over α, t-CI over repeats")
+
+
+def norm_exponent_law(result, alphas) -> laws.Law:
+    """The power-law exponent of |w_hat| against alpha over small alphas, against that of a*(alpha)."""
+    from . import theory
+
+    rows = result.rows[result.rows["alpha"].isin(list(alphas))]
+    est = jackknife(rows, lambda r: _exponent(*_curve(r, "alpha", "weight_norm")))
+    a = np.array(sorted(set(rows["alpha"])), dtype=float)
+    predicted = theory.rate_exponent(a, theory.flip_weight_norm(a))
+    return laws.Law("‖ŵ‖ ∝ α^k at small α (k → −1/2: a* ≈ π/√(12α))", predicted, *est,
+                    how="fitted log-log exponent, jackknife over repeats")
+
+
+def crossings(result, metric: str = "expected_accuracy", level: float = 0.5, **where):
+    """Per repeat, the alpha at which `metric` first falls below `level` (linear interpolation);
+    `where` selects rows by parameter values (e.g. reference="true")."""
+    out = []
+    for seed, g in _per_seed(result, where).items():
+        a, m = g["alpha"].to_numpy(), g[metric].to_numpy()
+        below = np.nonzero(m < level)[0]
+        if below.size == 0 or below[0] == 0:
+            raise ValueError(f"{metric} must start above {level} and fall below it within the grid (seed {seed})")
+        i = below[0]
+        out.append(float(a[i - 1] + (a[i] - a[i - 1]) * (m[i - 1] - level) / (m[i - 1] - m[i])))
+    return np.array(out)
+
+
+def crossing_law(result, predicted: float, statement: str, metric: str = "expected_accuracy", **where) -> laws.Law:
+    """The alpha at which the accuracy crosses 1/2 (reversal), mean and t-CI over repeats, against a prediction."""
+    mean, lo, hi = sweep.mean_ci(crossings(result, metric, **where))
+    return laws.Law(statement, predicted, mean, lo, hi, how="α where accuracy crosses 1/2, t-CI over repeats")
+
+
+def point_law(result, predicted: float, statement: str, metric: str = "expected_accuracy", **where) -> laws.Law:
+    """The mean of `metric` at one grid point (`where`: parameter values) against a prediction."""
+    rows = sweep.rows_where(result, **where)
+    mean, lo, hi = sweep.mean_ci(rows[metric])
+    at = ", ".join(f"{k} = {v}" for k, v in where.items())
+    return laws.Law(statement, predicted, mean, lo, hi, how=f"mean {metric.replace('_', ' ')} at {at}")
+
+
+def _law_mirror(profile):
+    return symmetry_law(run_sweep("alpha", profile))
+
+
+def _law_norm(profile):
+    return norm_ratio_law(run_sweep("norm", profile))
+
+
+def _law_norm_exponent(profile):
+    _, S = _sizes(profile)
+    return norm_exponent_law(run_sweep("norm", profile), S["norm_small"])
+
+
+def _law_mixture(profile):
+    from . import theory
+
+    mixture, w = default_population()
+    pop = float(theory.population_curve("random", [ALPHA1], mixture, w)[0][0])
+    _, S = _sizes(profile)
+    return point_law(run_sweep("mixture-law", profile), pop,
+                     f"mixture, random flips: accuracy = population fit's (n = {S['mixture_law_n']})", alpha=ALPHA1)
+
+
+def _law_strip(profile):
+    rows = _with_error(run_sweep("strip-law", profile).rows)
+    est = jackknife(rows, lambda r: _slope(*(lambda g: (g["strip_mass"], g["error"]))(
+        r.groupby("alpha")[["strip_mass", "error"]].mean())))
+    return laws.Law("one-sided strip flips: error = strip mass M (square)", 1.0, *est,
+                    how="fitted slope of error against M, jackknife over repeats")
+
+
+def _law_reversal_maxloss(profile):
+    from . import theory
+
+    return crossing_law(run_sweep("reversal-maxloss", profile), theory.reversal_alpha("max-loss"),
+                        "Gaussian, max-loss flips reverse at erfc(√log 2)")
+
+
+def _law_reversal_boundary(profile):
+    from . import theory
+
+    _, S = _sizes(profile)
+    return crossing_law(run_sweep("reversal-boundary", profile), theory.reversal_alpha("boundary", S["gauss_margin"]),
+                        f"Gaussian, both-sided flips within m = {S['gauss_margin']} reverse at α_rev(m)")
+
+
+def _law_reversal_mixture(profile):
+    from . import theory
+
+    mixture, w = default_population()
+    return crossing_law(run_sweep("maxloss", profile), theory.population_reversal("max-loss", mixture, w),
+                        "mixture, max-loss flips reverse where the population fit does", reference="true")
+
+
+def _law_evasion(profile):
+    from . import theory
+
+    study = evasion_study(profile)
+    mass = np.array([theory.evasion_error(theory.gaussian_mixture_of(2), [1.0, 0.0], 0.0, e) for e in study["eps"]])
+    err = study["error"]["gaussian"]  # (repeats, eps)
+    rows = pd.DataFrame([{"seed": r, "mass": m, "error": err[r, j]} for r in range(err.shape[0])
+                         for j, m in enumerate(mass)])
+    est = jackknife(rows, lambda r: _slope(*(lambda g: (g.index, g.to_numpy()))(r.groupby("mass")["error"].mean())))
+    return laws.Law("evasion error at budget ε = P(|z| < ε) (Gaussian, clean model)", 1.0, *est,
+                    how="fitted slope of evasion error against the mass within ε, jackknife over repeats")
+
+
+def _law_rate_n(profile):
+    rows = _with_error(run_sweep("n-exact", profile).rows)
+    est = jackknife(rows, lambda r: _exponent(*_curve(r, "n_train", "error")))
+    return laws.Law("random flips: error ∝ n^(−1/2) (Gaussian, MLE)", -0.5, *est,
+                    how="fitted log-log exponent, jackknife over repeats")
+
+
+def _law_rate_d(profile):
+    from . import theory
+
+    _, S = _sizes(profile)
+    rows = _with_error(run_sweep("dim-exact", profile).rows)
+    est = jackknife(rows, lambda r: _exponent(*_curve(r, "dim", "error")))
+    predicted = theory.rate_exponent(S["dims"], theory.dimension_factor(S["dims"]))
+    return laws.Law("random flips: error ∝ h(d) ≈ √d (Gaussian, MLE)", predicted, *est,
+                    how="fitted log-log exponent (prediction: slope of h(d) on the grid), jackknife over repeats")
+
+
+def _law_rate_constant(profile):
+    from . import theory
+
+    _, S = _sizes(profile)
+    rows = pd.concat([_with_error(run_sweep(name, profile).rows) for name in ("n-exact", "dim-exact")],
+                     ignore_index=True)
+    rows = rows.assign(predicted=theory.predicted_error(S["rate_alpha"], rows["n_train"].to_numpy(),
+                                                        rows["dim"].to_numpy()))
+
+    def ratio(r):
+        g = r.groupby(["n", "dim"])[["error", "predicted"]].mean()
+        return float(np.mean(g["error"] / g["predicted"]))
+    return laws.Law("random flips: error = K(α) h(d) / √n (Gaussian, MLE)", 1.0, *jackknife(rows, ratio),
+                    how="mean ratio measured / predicted over the n and d grids, jackknife over repeats")
+
+
+def _law_knn(flipped: bool):
+    def law(profile):
+        from . import theory
+
+        _, S = _sizes(profile)
+        a = max(S["knn_alphas"])
+        col = "flipped_far" if flipped else "clean_far"
+        study = knn_study(profile)
+        mean, lo, hi = sweep.mean_ci(study.loc[np.isclose(study["alpha"], a), col])
+        what = "flipped points dropped = P(Bin(k, 1−α) > k/2)" if flipped else "clean points dropped = P(Bin(k, α) > k/2)"
+        return laws.Law(f"kNN filter far from the boundary: {what}",
+                        theory.knn_flag_probability(a, S["knn_k"], 0.5, flipped), mean, lo, hi,
+                        how=f"mean at α = {a}, t-CI over repeats")
+    return law
+
+
+LAWS = {
+    "mirror": _law_mirror, "norm": _law_norm, "norm-exponent": _law_norm_exponent, "mixture": _law_mixture,
+    "strip": _law_strip, "reversal-maxloss": _law_reversal_maxloss, "reversal-boundary": _law_reversal_boundary,
+    "reversal-mixture": _law_reversal_mixture, "evasion": _law_evasion, "rate-n": _law_rate_n,
+    "rate-d": _law_rate_d, "rate-constant": _law_rate_constant, "knn-flipped": _law_knn(True),
+    "knn-clean": _law_knn(False),
+}
+
+
+def law(name: str, profile=None) -> laws.Law:
+    """The law `name` of the chapter (see LAWS): prediction against measurement with a 95% CI."""
+    if name not in LAWS:
+        raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
+    profile, _ = _sizes(profile)
+    return _memo(("law", name, profile.name), lambda: LAWS[name](profile))

@@ -1,0 +1,149 @@
+"""The logistic-regression chapter's sweeps: every sweep by name (`spec`, `run_sweep`), their rows,
+curves and summaries, the cost of the defences. Sizes come from the profile's "logistic" section.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ... import book, laws, sweep
+from .experiment import DEFENSES, EXPERIMENT, FLIPS
+
+
+ALPHA1 = 0.2        # the chapter's running example of a poisoned fraction
+CONT_ALPHA = 0.3    # max-loss flips past the mixture's reversal, for the continued-training study
+
+
+def _sizes(profile=None):
+    from ...profile import get_profile
+
+    if profile is None or isinstance(profile, str):
+        profile = get_profile(profile)
+    return profile, profile.logistic
+
+
+def spec(name: str, profile=None) -> dict:
+    """The sweep `name` of the chapter: sweep.run's grid, fixed, repeats and seed (sizes from the profile)."""
+    _, S = _sizes(profile)
+    R, bonus, dfn, rsgd = S["repeats"], S["bonus_repeats"], S["defense_repeats"], S["rate_sgd_repeats"]
+    mix = {"x_dist": "mixture"}
+    # a small step: constant-step SGD is biased by O(lr) where the loss is flat, as it is near a reversal
+    gauss_rev = {"x_dist": "gaussian", "n": S["reversal_n"], "lr": S["rate_lr"]}
+    rate = {"alpha": S["rate_alpha"]}
+    specs = {
+        "alpha": ({"alpha": S["alphas"]}, {}, R, 0),
+        "norm": ({"alpha": S["norm_alphas"]}, {"x_dist": "gaussian", "n": S["norm_n"], "solver": "exact"}, R, 1),
+        "mixture": ({"alpha": S["mixture_alphas"]}, mix, R, 2),
+        "mixture-law": ({"alpha": [ALPHA1]}, {**mix, "n": S["mixture_law_n"]}, R, 2),
+        "near": ({"flip": ["boundary", "one-sided"], "alpha": S["margin_alphas"]}, {**mix, "margin": S["margin"]},
+                 R, 3),
+        "near-random": ({"alpha": S["margin_alphas"]}, mix, R, 3),
+        "strip": ({"flip": ["one-sided", "boundary"], "x_dist": ["uniform", "mixture"], "alpha": S["strip_alphas"]},
+                  {}, R, 4),
+        "strip-law": ({"alpha": S["strip_alphas"]}, {"flip": "one-sided", "n": S["strip_n"]}, R, 4),
+        "maxloss": ({"reference": ["clean", "true"], "alpha": S["maxloss_alphas"]}, {**mix, "flip": "max-loss"}, R, 5),
+        "reversal-maxloss": ({"alpha": S["maxloss_reversal"]}, {**gauss_rev, "flip": "max-loss", "reference": "true"},
+                             R, 6),
+        "reversal-boundary": ({"alpha": S["boundary_reversal"]},
+                              {**gauss_rev, "flip": "boundary", "margin": S["gauss_margin"]}, R, 6),
+        "dim-exact": ({"dim": S["dims"]}, {**rate, "n": S["dim_n"], "x_dist": "gaussian", "solver": "exact"}, R, 8),
+        "dim-sgd": ({"dim": S["dims"], "x_dist": ["gaussian", "mixture"]}, {**rate, "n": S["dim_n"], "lr": S["rate_lr"]},
+                    rsgd, 8),
+        "n-exact": ({"n": S["ns"]}, {**rate, "x_dist": "gaussian", "solver": "exact"}, R, 9),
+        "n-sgd": ({"n": S["ns"], "x_dist": ["gaussian", "mixture"]}, {**rate, "lr": S["rate_lr"]}, rsgd, 9),
+        "hidden": ({"hidden": [(), tuple(S["hidden"])], "flip": ["random", "max-loss"], "alpha": S["hidden_alphas"]},
+                   mix, bonus, 10),
+        "little": ({"n": S["little_ns"], "alpha": [0.0, ALPHA1]}, mix, bonus, 11),
+        "continue": ({"continue_from_clean": [False, True], "flip": ["random", "max-loss"]},
+                     {**mix, "alpha": CONT_ALPHA}, bonus, 12),
+        "defense": ({"defense": list(DEFENSES), "flip": list(FLIPS), "alpha": S["defense_alphas"]}, mix, dfn, 13),
+        "cost-filters": ({"defense": ["loss-filter", "knn-filter"], "drop": [0.05, 0.2]}, {**mix, "alpha": 0.0},
+                         dfn, 14),
+        "cost-plain": ({"defense": ["none", "median", "trimmed-mean"]}, {**mix, "alpha": 0.0}, dfn, 14),
+    }
+    if name not in specs:
+        raise ValueError(f"name must be one of {', '.join(specs)}; got {name!r}")
+    grid, fixed, repeats, seed = specs[name]
+    return {"grid": grid, "fixed": fixed, "repeats": repeats, "seed": seed}
+
+
+SWEEPS = ("alpha", "norm", "mixture", "mixture-law", "near", "near-random", "strip", "strip-law", "maxloss", "reversal-maxloss",
+          "reversal-boundary", "dim-exact", "dim-sgd", "n-exact", "n-sgd", "hidden", "little", "continue", "defense",
+          "cost-filters", "cost-plain")
+_MEMO: dict = {}
+
+
+def _memo(key, compute):
+    """Results computed once per process (the chapter's cells and its laws table share them)."""
+    if key not in _MEMO:
+        _MEMO[key] = compute()
+    return _MEMO[key]
+
+
+def run_sweep(name: str, profile=None):
+    """sweep.run of the chapter's sweep `name` (on-disk cache as always; once per process)."""
+    profile, _ = _sizes(profile)
+    return _memo(("sweep", name, profile.name), lambda: sweep.run(EXPERIMENT, **spec(name, profile), progress=False))
+
+
+def sweeps_table(profile=None) -> pd.DataFrame:
+    """One row per sweep of the chapter: what varies, what is fixed, repeats, configurations."""
+    rows = []
+    for name in SWEEPS:
+        sp = spec(name, profile)
+        points = int(np.prod([len(v) for v in sp["grid"].values()]))
+        rows.append({"sweep": name, "grid": "; ".join(f"{k} ({len(v)})" for k, v in sp["grid"].items()),
+                     "fixed": ", ".join(f"{k}={v}" for k, v in sp["fixed"].items()),
+                     "repeats": sp["repeats"], "runs": points * sp["repeats"]})
+    return pd.DataFrame(rows)
+
+
+def jackknife(rows: pd.DataFrame, statistic, level: float = 0.95):
+    """laws.jackknife without its standard error: (estimate, lo, hi)."""
+    return laws.jackknife(rows, statistic, level)[:3]
+
+
+def _curve(rows, x, y):
+    g = rows.groupby(x)[y].mean()
+    return g.index.to_numpy(dtype=float), g.to_numpy(dtype=float)
+
+
+def _slope(x, y):
+    return float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0])
+
+
+def _exponent(x, y):
+    return _slope(np.log(x), np.log(y))
+
+
+def _per_seed(result, where: dict):
+    """The selected rows as {seed: DataFrame sorted by alpha}."""
+    rows = sweep.rows_where(result, **where).sort_values(["seed", "alpha"])
+    return {seed: g for seed, g in rows.groupby("seed", sort=True)}
+
+
+def error_summary(result) -> pd.DataFrame:
+    """A sweep's summary with the test error 1 - expected accuracy (error_mean, error_lo, error_hi) and n_train."""
+    s = result.summary()
+    return s.assign(n_train=s["n"] - (0.2 * s["n"]).round().astype(int), error_mean=1 - s["expected_accuracy_mean"],
+                    error_lo=1 - s["expected_accuracy_hi"], error_hi=1 - s["expected_accuracy_lo"])
+
+
+def _with_error(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.assign(error=1 - rows["expected_accuracy"], n_train=rows["n"] - (0.2 * rows["n"]).round())
+
+
+def defense_costs(defended, plain, metric: str = "expected_accuracy") -> pd.DataFrame:
+    """Accuracy of each defence minus that of plain SGD ("none") on the same seeds: mean [95% CI].
+
+    `plain` holds the defence "none" (and possibly others); both sweeps must use the same seeds and data.
+    """
+    rows = pd.concat([defended.rows, plain.rows], ignore_index=True)
+    base = rows[rows["defense"] == "none"].set_index("seed")[metric]
+    out = []
+    for (defense, drop), g in rows[rows["defense"] != "none"].groupby(["defense", rows["drop"].fillna(-1)],
+                                                                       sort=False):
+        mean, lo, hi = sweep.mean_ci(g[metric].to_numpy() - base.loc[g["seed"]].to_numpy())
+        out.append({"defence": defense, "drop": "" if drop < 0 else drop,
+                    "accuracy change": book.fmt_ci(mean, lo, hi)})
+    return pd.DataFrame(out)

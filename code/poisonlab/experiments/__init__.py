@@ -1,1 +1,0 @@
-"""One module per experiment (`linear`, `logistic`, `images`); each registers an `Experiment`."""

@@ -1,1 +1,0 @@
-"""Derivations (sympy) and numeric predictions, one module per chapter."""
