@@ -304,3 +304,11 @@ def get(name: str) -> Experiment:
             raise ValueError(f"experiment must be one of {', '.join(available())}; got {name!r}")
         importlib.import_module(MODULES[name])
     return _REGISTRY[name]
+
+
+def full_batch_note(batch_size: int, n_train: int) -> list[str]:
+    """The note of a run whose minibatches are the whole training set (argparse cannot see it)."""
+    if batch_size > n_train:
+        return [f"--batch-size {batch_size} exceeds the {n_train} training points: every step is full-batch "
+                f"gradient descent on all of them"]
+    return []

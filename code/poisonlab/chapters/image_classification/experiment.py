@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from ... import attacks, data, defenses, losses, metrics, train, validate, vision
-from ...experiment import Experiment, Param, ParameterError, check_kept, register, seed_streams
+from ...experiment import Experiment, Param, ParameterError, check_kept, full_batch_note, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "FLIPS", "MODELS", "DEFENSES", "HIDDEN", "seeds_of",
            "make_data", "hidden_of", "poison", "fit", "run_detailed", "Outcome", "save_data"]
@@ -465,11 +465,7 @@ def poisoned_count(config: dict) -> int:
 
 def notes(config: dict) -> list:
     """What the run does that its flags do not say."""
-    N = _n_train(config)
-    if config["batch_size"] > N:
-        return [f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
-                f"gradient descent on all of them"]
-    return []
+    return full_batch_note(config["batch_size"], _n_train(config))
 
 
 _UNIT = (0.0, 1.0)

@@ -23,7 +23,7 @@ import math
 import torch
 
 from ... import attacks, data, metrics, solvers, train, validate
-from ...experiment import DivergenceError, Experiment, Param, ParameterError, register, seed_streams
+from ...experiment import DivergenceError, Experiment, Param, ParameterError, full_batch_note, register, seed_streams
 
 __all__ = ["EXPERIMENT", "LOSSES", "METRICS", "PARAMS", "make_data", "fit", "save_data", "seeds_of"]
 
@@ -262,11 +262,8 @@ def poisoned_count(config: dict) -> int:
 
 def notes(config: dict) -> list:
     """What the run does that its flags do not say."""
-    out = []
     N = data.train_size(config["n"])
-    if config["solver"] == "sgd" and config["batch_size"] > N:
-        out.append(f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
-                   f"gradient descent on all {N}")
+    out = full_batch_note(config["batch_size"], N) if config["solver"] == "sgd" else []
     if config["solver"] == "exact" and config["dim"] + 1 > N:
         which = "the minimum-norm one" if config["loss"] == "l2" else "one of them (a vertex or a solver's pick)"
         out.append(f"--dim {config['dim']} with {N} training points: {config['dim'] + 1} coefficients (with the "

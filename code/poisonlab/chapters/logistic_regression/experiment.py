@@ -40,7 +40,7 @@ import torch
 
 
 from ... import attacks, data, defenses, losses, metrics, solvers, train, validate
-from ...experiment import Experiment, Param, ParameterError, check_kept, register, seed_streams
+from ...experiment import Experiment, Param, ParameterError, check_kept, full_batch_note, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "make_data", "poison", "fit", "fit_models", "save_data",
            "seeds_of", "auto_margin", "affine_part", "expected_accuracy", "strip_mass", "DEFENSES", "FLIPS"]
@@ -502,11 +502,9 @@ def poisoned_count(config: dict) -> int:
 
 def notes(config: dict) -> list:
     """What the run does that its flags do not say."""
-    N = data.train_size(config["n"])
-    if config["solver"] == "sgd" and config["batch_size"] > N:
-        return [f"--batch-size {config['batch_size']} exceeds the {N} training points: every step is full-batch "
-                f"gradient descent on all of them"]
-    return []
+    if config["solver"] != "sgd":
+        return []
+    return full_batch_note(config["batch_size"], data.train_size(config["n"]))
 
 
 _UNIT = (0.0, 1.0)
