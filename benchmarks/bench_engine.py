@@ -16,7 +16,7 @@ import time
 import torch
 
 from poisonlab import attacks, data, models, train
-from poisonlab.sweep import mean_ci
+from poisonlab.stats import mean_ci
 
 N, D, EPOCHS, BATCH, LR = 1000, 5, 20, 32, 0.01
 ALPHAS = [i / 10 for i in range(11)]

@@ -16,7 +16,7 @@ import torch
 
 from bookrender import render
 from poisonlab import book
-from poisonlab.profile import get_profile
+from poisonlab.lab.profile import get_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,13 +134,20 @@ def test_markdown_table_shows_a_named_index():
     assert book.markdown_table(df).data.splitlines()[0] == "| key | v |"
 
 
-def test_laws_table_marks_disagreement():
-    df = pd.DataFrame({"statement": ["slope is 1", "exponent is 2"], "predicted": ["1", "2"],
-                       "fitted (95% CI)": ["1.01 [0.98, 1.04]", "2.5 [2.4, 2.6]"], "agrees": [True, False]})
-    lines = book.laws_table(df).data.splitlines()
-    assert lines[2].endswith("| yes |") and lines[3].endswith("| **no** |")
+def test_laws_table_writes_the_numbers_and_marks_disagreement():
+    from poisonlab import stats
+
+    laws = [stats.Law("slope is 1", 1.0, 1.01, 0.98, 1.04, how="slope"),
+            stats.Law("exponent is 2", 2.0, 2.5, 2.4, 2.6, tol=0.01, how="fitted exponent")]
+    lines = book.laws_table(laws).data.splitlines()
+    assert lines[0].split("|")[1:-1] == [" statement ", " how ", " predicted ", " fitted (95% CI) ", " agrees "]
+    assert lines[2].endswith("| 1.01 [0.98, 1.04] | yes |") and "| slope |" in lines[2]
+    assert lines[3].endswith("| 2.5 [2.4, 2.6] (tol 0.01) | **no** |")
+    assert book.laws_table(stats.table(laws)).data == book.laws_table(laws).data
     with pytest.raises(ValueError, match="laws must have the columns"):
-        book.laws_table(df.drop(columns="agrees"))
+        book.laws_table(stats.table(laws).drop(columns="agrees"))
+    with pytest.raises(ValueError, match="laws must be a list of Law"):
+        book.laws_table("slope is 1")
 
 
 def test_setup_returns_the_active_profile_and_checks_the_chapter(monkeypatch):

@@ -80,7 +80,8 @@ title: "One"
 import os
 import warnings
 from IPython.display import Markdown
-from poisonlab import book, plots
+from poisonlab import book
+from poisonlab.book import plots
 PROFILE = book.setup("one")
 answer = 6 * 7
 secret_token = "include-false-ran"
@@ -505,7 +506,7 @@ def test_failing_cell_names_chapter_cell_and_error_and_keeps_previous_output(tmp
     assert len(lines) == 1 and "Traceback" not in err
     # the failing line of the cell, and where in poisonlab the error surfaced
     assert re.search(r"report/bad.qmd:13: cell 2 \(\"book.fmt\(y \* float\('nan'\)\)\"\) raised "
-                     r"ValueError: x must be finite, got nan \(at \S+/poisonlab/book.py:\d+\)$", lines[0]), lines[0]
+                     r"ValueError: x must be finite, got nan \(at \S+/poisonlab/book/prose.py:\d+\)$", lines[0]), lines[0]
     assert (previous / "index.html").read_text() == "previous good render"
     # no staging folder left (.cache holds the executed notebooks, shared with the Quarto engine)
     assert sorted(p.name for p in root.iterdir() if p.name != ".cache") == \

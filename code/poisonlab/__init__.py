@@ -1,7 +1,6 @@
-"""poisonlab: data-poisoning attacks against simple models, and what defends them.
+"""poisonlab: attacks against machine-learning models, and what defends them.
 
-The package behind the book: data -> poison -> train -> measure -> fit -> figure/table.
+The package behind the book, one subpackage per stage: data -> attacks -> train (models, defenses) -> metrics
+-> lab (sweeps, cache) -> stats (intervals, fits, laws) -> book (figures, tables); chapters/<slug> for each chapter.
 """
 __version__ = "0.1.0"
-
-from .profile import Profile, get_profile  # noqa: F401

@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 
-from . import experiment as _experiment
+from . import errors
+from .lab import cost as _cost, experiment as _experiment
 
 EXIT_USAGE = 2
 
@@ -90,7 +91,7 @@ def build_parser(experiments=None) -> argparse.ArgumentParser:
         p.add_argument("--no-cache", action="store_true", help="ignore and do not write the result cache")
         p.add_argument("--yes", action="store_true",
                        help="run even when the run is estimated to take longer than the time limit "
-                            f"(${_experiment.TIME_ENV} seconds, default {_experiment.TIME_LIMIT:g})")
+                            f"(${_cost.TIME_ENV} seconds, default {_cost.TIME_LIMIT:g})")
         if exp.save_data is not None:
             p.add_argument("--save-data", metavar="PATH", default=None,
                            help="write the first repeat's poisoned train set, clean test set, mask "
@@ -118,20 +119,21 @@ def _note(text: str) -> None:
 
 
 def _run(args) -> int:
-    from . import sweep, validate
+    from . import validate
+    from .lab import sweep
 
     exp = _experiment.get(args.experiment)
     overrides = {p.name: getattr(args, p.name) for p in exp.params if hasattr(args, p.name)}
     try:
         repeats = validate.positive_int("repeats", args.repeats)
     except ValueError as e:
-        raise _experiment.ParameterError("repeats", str(e)) from None
+        raise errors.ParameterError("repeats", str(e)) from None
     if not 0 <= args.seed <= SEED_MAX:
-        raise _experiment.ParameterError("seed", f"seed must be a whole number in [0, 2^62], got {args.seed}")
+        raise errors.ParameterError("seed", f"seed must be a whole number in [0, 2^62], got {args.seed}")
     if getattr(args, "save_data", None):
         _check_save_path(args.save_data)
     params = exp.resolve(**overrides)
-    _experiment.check_cost(exp, params, repeats, yes=args.yes)
+    _cost.check_cost(exp, params, repeats, yes=args.yes)
     notes = list(exp.notes(params)) if exp.notes is not None else []
     poisoned = exp.poisoned(params) if exp.poisoned is not None else None
     if poisoned == 0 and params.get("alpha", 0) > 0:
@@ -187,7 +189,7 @@ def _experiments_needed(argv) -> list | None:
     if "run" not in argv:
         return []
     rest = argv[argv.index("run") + 1:]
-    named = [a for a in rest if a in _experiment.KNOWN]
+    named = [a for a in rest if a in _experiment.available()]
     return named[:1] if named else None
 
 
@@ -222,14 +224,14 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return EXIT_USAGE
-    except _experiment.ParameterError as e:
+    except errors.ParameterError as e:
         flag = "--" + e.name.replace("_", "-")
         print(f"poisonlab: error: argument {flag}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as e:
         print(f"poisonlab: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except _experiment.DivergenceError as e:
+    except errors.DivergenceError as e:
         if e.name is not None:
             print(f"poisonlab: error: argument --{e.name.replace('_', '-')}: {e.line()}", file=sys.stderr)
         else:

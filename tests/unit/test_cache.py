@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poisonlab import cache, sweep
-from poisonlab.experiment import Experiment, Param
+from poisonlab.lab import cache
+from poisonlab.lab import sweep
+from poisonlab.lab.experiment import Experiment, Param
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_tuple_parameters_hit_too(folder):
 def test_miss_after_source_change(folder, monkeypatch):
     exp, calls = make_counted()
     sweep.run(exp, GRID, repeats=2)
-    monkeypatch.setattr(cache, "source_hash", lambda: "0" * 64)
+    monkeypatch.setattr(cache, "source_hash", lambda name=None: "0" * 64)
     res = sweep.run(exp, GRID, repeats=2)
     assert calls == [4, 4, 4, 4] and res.cached == 0
     sweep.run(exp, GRID, repeats=2)  # the edited source is now cached in turn
@@ -215,14 +216,15 @@ def test_cache_dir_resolution(tmp_path, monkeypatch):
 def test_source_hash_covers_the_package_once_per_process(monkeypatch):
     h = cache.source_hash()
     assert len(h) == 64 and int(h, 16) >= 0
-    monkeypatch.setattr(cache, "_SOURCE_HASH", None)
+    monkeypatch.setattr(cache, "_SOURCE_HASH", {})
     assert cache.source_hash() == h  # deterministic: same files, same hash
     reads = []
     real = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
-    monkeypatch.setattr(cache, "_SOURCE_HASH", None)
+    monkeypatch.setattr(cache, "_SOURCE_HASH", {})
     cache.source_hash()
-    assert {"sweep.py", "cache.py", "laws.py", "experiment.py", "__init__.py"} <= set(reads)
+    assert {"sweep.py", "cache.py", "laws.py", "experiment.py", "__init__.py", "batched.py"} <= set(reads)
+    assert not {"plots.py", "cli.py", "theory.py"} & set(reads)  # figures, command line, chapters: not the engine
     assert all(name.endswith(".py") for name in reads)
     reads.clear()
     cache.source_hash()
@@ -248,25 +250,38 @@ def test_clear(folder):
     assert len(calls) == 4
 
 
-def test_source_hash_leaves_out_the_command_line(tmp_path, monkeypatch):
-    # editing the command line must not re-run every sweep; editing the engine of results must
-    package = Path(cache.__file__).resolve().parent
+def test_source_hash_leaves_out_the_command_line_and_the_book(tmp_path, monkeypatch):
+    # editing the command line or a figure helper must not re-run every sweep; editing the engine must
+    package = Path(cache.__file__).resolve().parents[1]
     fake = tmp_path / "poisonlab"
-    fake.mkdir()
-    (fake / "train").mkdir()
-    for name in ("cache.py", "cli.py", "train/batched.py"):
+    for name in ("lab/cache.py", "cli.py", "train/batched.py", "book/plots.py"):
+        (fake / name).parent.mkdir(parents=True, exist_ok=True)
         (fake / name).write_text((package / name).read_text(encoding="utf-8"), encoding="utf-8")
-    monkeypatch.setattr(cache, "__file__", str(fake / "cache.py"))
+    monkeypatch.setattr(cache, "__file__", str(fake / "lab" / "cache.py"))
 
     def fresh():
-        monkeypatch.setattr(cache, "_SOURCE_HASH", None)
+        monkeypatch.setattr(cache, "_SOURCE_HASH", {})
         return cache.source_hash()
 
     before = fresh()
     (fake / "cli.py").write_text("# edited\n", encoding="utf-8")
+    (fake / "book" / "plots.py").write_text("# edited\n", encoding="utf-8")
     assert fresh() == before
     (fake / "train" / "batched.py").write_text("# edited\n", encoding="utf-8")  # a subpackage counts too
     assert fresh() != before
+
+
+def test_source_hash_of_a_chapter_counts_its_own_package_only(monkeypatch):
+    # the chapters' experiments: each hash covers the engine and its own chapter, not the others
+    reads = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.as_posix()) or real(self))
+    monkeypatch.setattr(cache, "_SOURCE_HASH", {})
+    hashes = {name: cache.source_hash(name) for name in ("linear", "logistic")}
+    assert hashes["linear"] != hashes["logistic"] != cache.source_hash()
+    assert any("/chapters/linear_regression/" in r for r in reads)
+    assert any("/chapters/logistic_regression/" in r for r in reads)
+    assert not any("/chapters/image_classification/" in r for r in reads)
 
 
 def test_key_covers_scipy_sklearn_and_the_data_folder(monkeypatch, tmp_path):

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from poisonlab import cli, experiment
+from poisonlab import cli
+from poisonlab.lab import experiment
 
 
 def helps():

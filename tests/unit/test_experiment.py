@@ -4,7 +4,8 @@ import math
 import pytest
 
 from poisonlab import validate
-from poisonlab.experiment import DivergenceError, Experiment, Param, ParameterError
+from poisonlab.errors import DivergenceError, ParameterError
+from poisonlab.lab.experiment import Experiment, Param
 
 
 def _fn(configs):
@@ -55,45 +56,45 @@ def test_non_finite_metric_is_an_error_with_its_configuration():
 
 # ---------------------------------------------------------------- resources: memory and time of a run
 
-from poisonlab import experiment as _exp  # noqa: E402
+from poisonlab.lab import cost, experiment as _exp
 
 
 def _costly(bytes_, seconds):
     return Experiment("costly", _fn, [Param("n", 10, int, check=validate.positive_int),
                                       Param("epochs", 5, int, check=validate.positive_int)], ["m"],
-                      cost=lambda config, repeats: _exp.Cost(bytes_ * repeats, seconds, "epochs", "n"))
+                      cost=lambda config, repeats: cost.Cost(bytes_ * repeats, seconds, "epochs", "n"))
 
 
 def test_memory_beyond_the_limit_is_refused_naming_its_parameter(monkeypatch):
-    monkeypatch.setenv(_exp.MEMORY_ENV, str(1e9))
+    monkeypatch.setenv(cost.MEMORY_ENV, str(1e9))
     exp = _costly(6e8, 1.0)
-    assert _exp.check_cost(exp, exp.resolve(), repeats=1).bytes == 6e8
+    assert cost.check_cost(exp, exp.resolve(), repeats=1).bytes == 6e8
     with pytest.raises(ParameterError, match="needs about 1.12 GB of memory, more than the 0.931 GB") as err:
-        _exp.check_cost(exp, exp.resolve(), repeats=2)
+        cost.check_cost(exp, exp.resolve(), repeats=2)
     assert err.value.name == "n"  # the memory's parameter
 
 
 def test_time_beyond_the_limit_needs_yes(monkeypatch):
-    monkeypatch.setenv(_exp.MEMORY_ENV, str(1e12))
-    monkeypatch.setenv(_exp.TIME_ENV, "60")
+    monkeypatch.setenv(cost.MEMORY_ENV, str(1e12))
+    monkeypatch.setenv(cost.TIME_ENV, "60")
     exp = _costly(1.0, 7200.0)
     with pytest.raises(ParameterError, match="about 2 hours .*--yes") as err:
-        _exp.check_cost(exp, exp.resolve(), repeats=1)
+        cost.check_cost(exp, exp.resolve(), repeats=1)
     assert err.value.name == "epochs"
-    assert _exp.check_cost(exp, exp.resolve(), repeats=1, yes=True).seconds == 7200.0
+    assert cost.check_cost(exp, exp.resolve(), repeats=1, yes=True).seconds == 7200.0
 
 
 def test_available_memory_reads_the_machine(monkeypatch):
-    monkeypatch.delenv(_exp.MEMORY_ENV, raising=False)
-    assert 0 < _exp.available_memory() < math.inf
-    monkeypatch.setenv(_exp.MEMORY_ENV, "12345")
-    assert _exp.available_memory() == 12345.0
+    monkeypatch.delenv(cost.MEMORY_ENV, raising=False)
+    assert 0 < cost.available_memory() < math.inf
+    monkeypatch.setenv(cost.MEMORY_ENV, "12345")
+    assert cost.available_memory() == 12345.0
 
 
 def test_blame_names_the_parameter_most_above_its_typical_value():
     sizes = {"n": 1000, "dim": 10, "hidden": 128}
-    assert _exp.blame({"n": 2000, "dim": 10, "hidden": ()}, sizes) == "n"
-    assert _exp.blame({"n": 2000, "dim": 10, "hidden": (1000, 1000)}, sizes) == "hidden"
+    assert cost.blame({"n": 2000, "dim": 10, "hidden": ()}, sizes) == "n"
+    assert cost.blame({"n": 2000, "dim": 10, "hidden": (1000, 1000)}, sizes) == "hidden"
 
 
 @pytest.mark.parametrize("name", ["linear", "logistic", "images"])

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from poisonlab import losses
+from poisonlab.train import losses
 
 REAL = ("mse", "l1", "huber", "bce")
 

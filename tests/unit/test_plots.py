@@ -9,7 +9,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PolyCollection
 
-from poisonlab import book, plots
+from poisonlab import book
+from poisonlab.book import plots
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_save_checks_name_and_needs_a_chapter(project, monkeypatch):
     fig, _ = plots.figure()
     with pytest.raises(ValueError, match="name"):
         plots.save(fig, "../escape")
-    monkeypatch.setattr(book, "_chapter", None)
+    monkeypatch.setattr(book.context, "_chapter", None)
     with pytest.raises(ValueError, match="chapter"):
         plots.save(fig, "ok")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from poisonlab import profile
-from poisonlab.profile import get_profile
+from poisonlab.lab import profile
+from poisonlab.lab.profile import get_profile
 
 
 @pytest.fixture

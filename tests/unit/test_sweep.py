@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import stats as sps
 
-from poisonlab import sweep, validate
-from poisonlab.experiment import DivergenceError, Experiment, Param, ParameterError
+from poisonlab import stats, validate
+from poisonlab.lab import sweep
+from poisonlab.errors import DivergenceError, ParameterError
+from poisonlab.lab.experiment import Experiment, Param
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +105,7 @@ def test_summary_matches_scipy_t_intervals():
     assert len(summary) == 4
     for _, point in summary.iterrows():
         values = res.rows[(res.rows["alpha"] == point["alpha"]) & (res.rows["n"] == point["n"])]["mse"]
-        lo, hi = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+        lo, hi = sps.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=sps.sem(values))
         assert point["mse_mean"] == pytest.approx(values.mean(), rel=1e-12)
         assert point["mse_lo"] == pytest.approx(lo, rel=1e-12)
         assert point["mse_hi"] == pytest.approx(hi, rel=1e-12)
@@ -131,18 +133,18 @@ def test_summary_by_pools_rows_and_counts_them():
 
 def test_mean_ci_is_the_student_t_interval():
     x = np.random.default_rng(3).normal(2.0, 0.5, size=9)
-    mean, lo, hi = sweep.mean_ci(x)
-    ref = stats.t.interval(0.95, 8, loc=x.mean(), scale=stats.sem(x))
+    mean, lo, hi = stats.mean_ci(x)
+    ref = sps.t.interval(0.95, 8, loc=x.mean(), scale=sps.sem(x))
     assert (mean, lo, hi) == pytest.approx((x.mean(), *ref), rel=1e-12)
-    ref90 = stats.t.interval(0.9, 8, loc=x.mean(), scale=stats.sem(x))
-    assert sweep.mean_ci(x, level=0.9)[1:] == pytest.approx(ref90, rel=1e-12)
-    assert sweep.mean_ci([4.5]) == (4.5, 4.5, 4.5)  # one value: no error estimate, no NaN
+    ref90 = sps.t.interval(0.9, 8, loc=x.mean(), scale=sps.sem(x))
+    assert stats.mean_ci(x, level=0.9)[1:] == pytest.approx(ref90, rel=1e-12)
+    assert stats.mean_ci([4.5]) == (4.5, 4.5, 4.5)  # one value: no error estimate, no NaN
     for bad in ([], [1.0, math.nan], [1.0, math.inf]):
         with pytest.raises(ValueError, match="values"):
-            sweep.mean_ci(bad)
+            stats.mean_ci(bad)
     for level in (0.0, 1.0, 1.5, math.nan):
         with pytest.raises(ValueError, match="level"):
-            sweep.mean_ci(x, level=level)
+            stats.mean_ci(x, level=level)
 
 
 def test_record_schema_for_the_cli():
@@ -156,7 +158,7 @@ def test_record_schema_for_the_cli():
         assert set(m) == {"mean", "ci95", "values"}
         assert len(m["values"]) == 4 and all(type(v) is float for v in m["values"])
         assert m["values"] == list(res.rows[name])
-        mean, lo, hi = sweep.mean_ci(m["values"])
+        mean, lo, hi = stats.mean_ci(m["values"])
         assert (m["mean"], m["ci95"]) == (mean, [lo, hi])
     # exactly JSON, no NaN anywhere
     assert json.loads(json.dumps(record, allow_nan=False)) == record
@@ -327,7 +329,8 @@ def test_one_point_grid_of_every_parameter_like_the_cli():
 
 
 def test_cli_run_prints_the_record(monkeypatch, capsys):
-    from poisonlab import cli, experiment
+    from poisonlab import cli
+    from poisonlab.lab import experiment
 
     exp = full_toy()  # choices of a nargs parameter apply to each element, as in argparse
     monkeypatch.setattr(experiment, "available", lambda: ["full"])
@@ -369,23 +372,23 @@ def test_rows_where_values_floats_and_predicates():
 
     rows = pd.DataFrame({"solver": ["sgd", "exact", "sgd", "sgd"], "alpha": [0.1, 0.1, 0.1 + 1e-12, 0.3],
                          "n": [10, 10, 20, 40], "seed": [0, 0, 1, 1]})
-    assert list(sweep.rows_where(rows, solver="sgd", alpha=0.1).index) == [0, 2]  # floats by np.isclose
-    assert list(sweep.rows_where(rows, n=lambda n: n > 15).index) == [2, 3]
-    assert sweep.rows_where(rows).equals(rows)
+    assert list(stats.rows_where(rows, solver="sgd", alpha=0.1).index) == [0, 2]  # floats by np.isclose
+    assert list(stats.rows_where(rows, n=lambda n: n > 15).index) == [2, 3]
+    assert stats.rows_where(rows).equals(rows)
     with pytest.raises(ValueError, match="'loss' is not a column"):
-        sweep.rows_where(rows, loss="l1")
+        stats.rows_where(rows, loss="l1")
     with pytest.raises(ValueError, match="no rows"):
-        sweep.rows_where(rows, solver="exact", n=40)
+        stats.rows_where(rows, solver="exact", n=40)
 
 
 def test_summarize_groups_with_t_intervals_in_order_or_sorted():
     import pandas as pd
 
     rows = pd.DataFrame({"g": ["b"] * 3 + ["a"] * 2, "v": [1.0, 2.0, 6.0, 4.0, 4.0]})
-    s = sweep.summarize(rows, "g", "v")
+    s = stats.summarize(rows, "g", "v")
     assert list(s["g"]) == ["b", "a"] and list(s["count"]) == [3, 2]  # first appearance
-    assert (s.loc[0, "v_mean"], s.loc[0, "v_lo"], s.loc[0, "v_hi"]) == sweep.mean_ci([1.0, 2.0, 6.0])
+    assert (s.loc[0, "v_mean"], s.loc[0, "v_lo"], s.loc[0, "v_hi"]) == stats.mean_ci([1.0, 2.0, 6.0])
     assert s.loc[1, "v_lo"] == s.loc[1, "v_hi"] == 4.0  # no spread
-    t = sweep.summarize(rows, ["g"], ["v"], sort=True, count="n", level=0.5)
+    t = stats.summarize(rows, ["g"], ["v"], sort=True, count="n", level=0.5)
     assert list(t["g"]) == ["a", "b"] and list(t["n"]) == [2, 3]
-    assert t.loc[1, "v_hi"] == pytest.approx(sweep.mean_ci([1.0, 2.0, 6.0], 0.5)[2])
+    assert t.loc[1, "v_hi"] == pytest.approx(stats.mean_ci([1.0, 2.0, 6.0], 0.5)[2])

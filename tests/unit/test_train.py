@@ -11,7 +11,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from poisonlab import models, train
-from poisonlab.experiment import DivergenceError
+from poisonlab.defenses import aggregate
+from poisonlab.train import perms, stacked
+from poisonlab.errors import DivergenceError
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -147,7 +149,7 @@ def test_cnn_matches_single_runs():
                                                     ("cnn", (2, 3), (1, 4, 4))])
 def test_initial_parameters_are_make_models(kind, hidden, in_shape):
     seeds = [4, 9, 4]
-    params, _ = train._initial_state(kind, 16, 2, hidden, seeds, in_shape)
+    params, _ = stacked._initial_state(kind, 16, 2, hidden, seeds, in_shape)
     for k, s in enumerate(seeds):
         for name, value in models.make_model(kind, 16, 2, hidden, seed=s, in_shape=in_shape).state_dict().items():
             assert torch.equal(params[name][k], value)
@@ -224,14 +226,14 @@ def test_aggregate_bounded_by_the_honest_gradients():
     grads[:, :6] = 1e6  # 30% of the per-example gradients are huge
     lo, hi = honest.amin(1), honest.amax(1)
     for how, trim in [("median", 0.1), ("trimmed-mean", 0.35)]:
-        agg = train._aggregate(grads, how, trim)
+        agg = aggregate._aggregate(grads, how, trim)
         assert agg.shape == (3, 2, 4)
         assert bool(((agg >= lo) & (agg <= hi)).all()), how
-    assert train._aggregate(grads, "trimmed-mean", 0.1).abs().max() > 1e4  # trimming too little does not help
+    assert aggregate._aggregate(grads, "trimmed-mean", 0.1).abs().max() > 1e4  # trimming too little does not help
     # the median of an even count is the midpoint of the two middle values
     v = torch.tensor([4.0, 1.0, 3.0, 2.0]).reshape(1, 4, 1)
-    assert train._aggregate(v, "median", 0.0).item() == 2.5
-    assert train._aggregate(v, "trimmed-mean", 0.25).item() == 2.5
+    assert aggregate._aggregate(v, "median", 0.0).item() == 2.5
+    assert aggregate._aggregate(v, "trimmed-mean", 0.25).item() == 2.5
 
 
 def test_median_resists_huge_labels():
@@ -239,9 +241,9 @@ def test_median_resists_huge_labels():
     y[:, :6] = 1e4  # 10% of labels moved far away: at most 6 in a batch of 20, whatever the shuffle
     kw = dict(epochs=10, lr=0.05, batch_size=20, seeds=[0, 1])
     clean = train.train_batched(X[:, 6:], y[:, 6:], **kw)
-    for aggregate in ("median", "trimmed-mean"):
-        robust = train.train_batched(X, y, aggregate=aggregate, trim=0.4, **kw)  # 8 cut at each end
-        assert (robust.b - clean.b).abs().max() < 1.0, aggregate
+    for how in ("median", "trimmed-mean"):
+        robust = train.train_batched(X, y, aggregate=how, trim=0.4, **kw)  # 8 cut at each end
+        assert (robust.b - clean.b).abs().max() < 1.0, how
     mean = train.train_batched(X, y, **kw)
     assert (mean.b - clean.b).abs().min() > 100.0
 
@@ -376,14 +378,14 @@ def _tabulated(seeds, n, epochs):
 
 def test_lazy_permutations_equal_the_table_and_hold_one_epoch():
     seeds, n, epochs = [3, 4, 3, 9], 13, 6
-    perms = train._permutations(seeds, n, epochs)
+    lazy = perms._permutations(seeds, n, epochs)
     table = _tabulated(seeds, n, epochs)
     for e in range(epochs):
-        torch.testing.assert_close(train._epoch_order(perms, e), table[e])
-        torch.testing.assert_close(train._epoch_order(perms, e), table[e])  # asked twice: same epoch
-        assert perms.current.numel() == 3 * n  # one epoch of the distinct seeds, never epochs x n
+        torch.testing.assert_close(perms._epoch_order(lazy, e), table[e])
+        torch.testing.assert_close(perms._epoch_order(lazy, e), table[e])  # asked twice: same epoch
+        assert lazy.current.numel() == 3 * n  # one epoch of the distinct seeds, never epochs x n
     with pytest.raises(ValueError, match="in order"):
-        train._epoch_order(perms, 0)
+        perms._epoch_order(lazy, 0)
 
 
 def test_growing_loss_is_divergence_before_overflow():

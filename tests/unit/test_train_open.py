@@ -31,7 +31,7 @@ import math  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from poisonlab import models, train  # noqa: E402
-from poisonlab.train import aggregate as agg  # noqa: E402
+from poisonlab.defenses import aggregate as agg  # noqa: E402
 from poisonlab.train import objectives, optim  # noqa: E402
 
 
@@ -292,7 +292,7 @@ def test_cuda_matches_cpu(kind, hidden):
 # --------------------------------------------------------------------------------------------------
 # Model specs
 
-from poisonlab.train import spec as S  # noqa: E402
+from poisonlab.models import spec as S  # noqa: E402
 
 
 @pytest.mark.parametrize("kind, in_dim, hidden, in_shape", [

@@ -18,13 +18,13 @@ import torch
 from torch import Tensor
 
 from .. import validate
-from . import aggregate as aggregators
+from ..defenses import aggregate as aggregators
 from . import optim
 from .checks import (GROWTH, _check_hidden, _check_loss, _check_seeds, _check_tensors, _diverged, _loss_floor,
                      _per_model, _targets)
 from .objectives import ERM, _groups, _loss_and_grad, _per_example_grad_fn
 from .perms import _epoch_order, _gather, _permutations
-from .spec import Spec
+from ..models.spec import Spec
 from .stacked import BatchedModel, _initial, _initial_spec, _linear_keys
 
 MODELS = ("linear", "mlp", "cnn")

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .. import losses, validate
-from ..experiment import DivergenceError
+from .. import validate
+from ..errors import DivergenceError
+from . import losses
 
 # Divergence: training that ends with a mean epoch loss above GROWTH times the loss at its start (the
 # first minibatch's, at the initial parameters) has diverged, even while every number is still finite.

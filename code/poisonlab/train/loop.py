@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .. import losses, validate
-from ..experiment import DivergenceError
+from . import losses
+from ..errors import DivergenceError
 from . import optim
 from .checks import GROWTH, _check_single, _diverged_single
 

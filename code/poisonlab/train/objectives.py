@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import losses, validate
+from .. import validate
+from . import losses
 
 __all__ = ["ERM", "FGSM"]
 

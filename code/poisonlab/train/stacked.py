@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import _check_index
-from .spec import Spec
+from ..models.spec import Spec
 
 
 class BatchedModel:

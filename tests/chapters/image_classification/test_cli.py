@@ -131,7 +131,7 @@ def test_bad_input_exits_2_with_one_line(capsys, args, flag):
 
 def test_dataset_error_is_one_line_without_torchvision():
     # the library error behind --dataset: a ValueError naming the dataset, never an ImportError
-    from poisonlab import vision
+    from poisonlab.data import vision
 
     try:
         import torchvision  # noqa: F401

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
-from scipy import stats
+from scipy import stats as sps
 
-from poisonlab import get_profile
+from poisonlab.lab.profile import get_profile
 from poisonlab.chapters.image_classification import laws as I_laws, studies as I_studies, sweeps as I
 from poisonlab.chapters.image_classification import theory as T
 
@@ -23,7 +23,7 @@ K = 10
 
 
 def t99(dof: int) -> float:
-    return float(stats.t.ppf(0.995, dof))
+    return float(sps.t.ppf(0.995, dof))
 
 
 def band(values) -> tuple[float, float]:
@@ -127,10 +127,10 @@ def influence():
 
 
 def test_single_label_influence_is_exact_to_first_order(influence):
-    from poisonlab import laws
+    from poisonlab import stats
 
     small = influence[influence.m <= 4]
-    fit = laws.fit_affine(small.predicted_loss, small.actual_loss)
+    fit = stats.fit_affine(small.predicted_loss, small.actual_loss)
     # the fit's sampling band, or the second-order remainder the chapter allows (0.02: the relative
     # size of a single image's leverage), whichever is larger
     tol = max(t99(fit.n - 2) * fit.se["b"], 0.02)
@@ -209,7 +209,7 @@ def test_poisoned_heldout_accuracy_is_affine_in_the_clean_one(memo):
     # theory (the chance correlation of flipped and correct on the held-out split), 99%: z = 2.576
     gap = I.noisy_heldout_gap(memo, K)
     mean = float(gap.gap.mean())
-    tol = stats.norm.ppf(0.995) * float(np.sqrt((gap.sd ** 2).mean() / len(gap)))
+    tol = sps.norm.ppf(0.995) * float(np.sqrt((gap.sd ** 2).mean() / len(gap)))
     assert abs(mean) <= tol
     law = I_laws.heldout_gap_law(memo, K)
     assert law.fitted == pytest.approx(mean) and law.agrees

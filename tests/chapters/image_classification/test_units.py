@@ -8,7 +8,8 @@ import pytest
 import sympy as sp
 import torch
 
-from poisonlab import attacks, defenses, vision
+from poisonlab import attacks, defenses
+from poisonlab.data import vision
 from poisonlab.chapters.image_classification import (
     experiment as img_exp, studies as img_studies, sweeps as img,
 )

@@ -19,7 +19,7 @@ import pytest
 from poisonlab.chapters.linear_regression import (
     experiment as lin_exp, laws as lin_laws, studies as lin_studies, sweeps as lin,
 )
-from poisonlab.profile import get_profile
+from poisonlab.lab.profile import get_profile
 from poisonlab.chapters.linear_regression import theory
 
 PROFILE = get_profile("quick")
@@ -117,8 +117,8 @@ def test_law_rejects_a_wrong_prediction(laws, name):
 
 
 def test_laws_table_lists_every_law(laws):
-    from poisonlab import laws as laws_module
+    from poisonlab import stats as stats_module
 
-    table = laws_module.table(list(laws.values()))
+    table = stats_module.table(list(laws.values()))
     assert len(table) == len(lin_laws.LAWS) and table["agrees"].all()
 

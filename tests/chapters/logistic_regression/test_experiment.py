@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from poisonlab import attacks, sweep, train
-from poisonlab.experiment import ParameterError
+from poisonlab import attacks, stats, train
+from poisonlab.errors import ParameterError
 from poisonlab.chapters.logistic_regression import (
     experiment as L_exp, laws as L_laws, studies as L_studies, sweeps as L,
 )
@@ -214,7 +214,7 @@ def test_symmetry_law_on_a_symmetric_curve():
 def test_jackknife_of_a_mean_is_the_t_interval():
     rows = pd.DataFrame({"seed": np.arange(6), "x": [1.0, 2.0, 4.0, 3.0, 5.0, 2.5]})
     est = L.jackknife(rows, lambda r: r["x"].mean())
-    np.testing.assert_allclose(est, sweep.mean_ci(rows["x"]))
+    np.testing.assert_allclose(est, stats.mean_ci(rows["x"]))
     with pytest.raises(ValueError, match="repeats"):
         L.jackknife(rows.iloc[:1], lambda r: r["x"].mean())
 

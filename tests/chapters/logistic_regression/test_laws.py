@@ -16,10 +16,10 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import stats as sps
 
 from poisonlab.chapters.logistic_regression import laws as L_laws
-from poisonlab.profile import get_profile
+from poisonlab.lab.profile import get_profile
 from poisonlab.chapters.logistic_regression import theory as T
 
 PROFILE = get_profile("quick")
@@ -64,7 +64,7 @@ def wrong(name: str) -> float:
     if name in ("knn-flipped", "knn-clean"):  # "at least half" instead of "more than half" of the neighbours
         a, k = max(S["knn_alphas"]), S["knn_k"]
         p = 1 - a if name == "knn-flipped" else a
-        return float(stats.binom.sf(math.ceil(k / 2) - 1, k, p))
+        return float(sps.binom.sf(math.ceil(k / 2) - 1, k, p))
     raise KeyError(name)
 
 
@@ -85,9 +85,9 @@ def test_law_rejects_a_wrong_prediction(laws, name):
 
 
 def test_laws_table_lists_every_law(laws):
-    from poisonlab import laws as laws_module
+    from poisonlab import stats as stats_module
 
-    table = laws_module.table(list(laws.values()))
+    table = stats_module.table(list(laws.values()))
     assert len(table) == len(L_laws.LAWS) and table["agrees"].all()
 
 

@@ -33,8 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ... import attacks, data, defenses, losses, metrics, train, validate, vision
-from ...experiment import Experiment, Param, ParameterError, check_kept, full_batch_note, register, seed_streams
+from ... import attacks, data, defenses, metrics, train, validate
+from ...train import losses
+from ...data import vision
+from ...errors import ParameterError
+from ...lab.experiment import Experiment, Param, check_kept, full_batch_note, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "FLIPS", "MODELS", "DEFENSES", "HIDDEN", "seeds_of",
            "make_data", "hidden_of", "poison", "fit", "run_detailed", "Outcome", "save_data"]
@@ -424,7 +427,7 @@ def _n_train(config: dict) -> int:
 
 def cost(config: dict, repeats: int):
     """Estimated memory and time of `repeats` repeats of one configuration (trained in chunks of max_batch)."""
-    from ...experiment import FLOPS, STEP_SECONDS, Cost, blame
+    from ...lab.cost import FLOPS, STEP_SECONDS, Cost, blame
 
     K = repeats
     n_all, _, (C, Hh, Ww) = SHAPES[config["dataset"]]

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ... import attacks, validate
+from ... import attacks, stats, validate
+from ...lab import sweep
 from . import theory
 from .experiment import DEFENSES, EXPERIMENT, FLIPS, make_data
 from .studies import _resolve
@@ -34,7 +35,6 @@ def pair_alphas(fractions, seeds, pair=(1, 7), **params) -> list:
 
 def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
     """The four attacks' alpha sweeps of one model with the chapter's sizes S (profile section): flip -> SweepResult."""
-    from ... import sweep
 
     R = S["sweep_repeats"][model]
     stride = S["alpha_stride"][model]
@@ -53,10 +53,8 @@ def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
 
 
 def summarize(rows: pd.DataFrame, by, metrics) -> pd.DataFrame:
-    """sweep.summarize as the chapter's tables show it: groups sorted, the rows pooled in column `n`."""
-    from ... import sweep
-
-    return sweep.summarize(rows, by, metrics, sort=True, count="n")
+    """stats.summarize as the chapter's tables show it: groups sorted, the rows pooled in column `n`."""
+    return stats.summarize(rows, by, metrics, sort=True, count="n")
 
 
 def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:
@@ -79,7 +77,6 @@ def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:
 def defense_sweeps(S, seed: int = 0, cache: bool = True) -> pd.DataFrame:
     """Rows of every defence x attack x alpha x repeat for the models of S["defense_alphas"] (pair: alpha
     capped at 90% of the pair's share), each with the undefended run's accuracy of the same seed."""
-    from ... import sweep
 
     R = S["defense_repeats"]
     pair_max = 0.9 * class_share((1, 7), range(seed, seed + R))
@@ -100,12 +97,11 @@ def defense_sweeps(S, seed: int = 0, cache: bool = True) -> pd.DataFrame:
 
 def at_alpha(rows: pd.DataFrame, alpha: float, metric: str = "test_accuracy") -> tuple:
     """(mean, lo, hi) of a metric over the repeats at one alpha (95% t-interval)."""
-    from ... import sweep
 
     values = rows.loc[np.isclose(rows["alpha"], alpha), metric]
     if values.empty:
         raise ValueError(f"alpha = {alpha} was not measured; measured: {sorted(rows['alpha'].unique())}")
-    return sweep.mean_ci(values)
+    return stats.mean_ci(values)
 
 
 def early_stopping_summary(curves: pd.DataFrame) -> pd.DataFrame:

@@ -23,7 +23,8 @@ import math
 import torch
 
 from ... import attacks, data, metrics, solvers, train, validate
-from ...experiment import DivergenceError, Experiment, Param, ParameterError, full_batch_note, register, seed_streams
+from ...errors import DivergenceError, ParameterError
+from ...lab.experiment import Experiment, Param, full_batch_note, register, seed_streams
 
 __all__ = ["EXPERIMENT", "LOSSES", "METRICS", "PARAMS", "make_data", "fit", "save_data", "seeds_of"]
 
@@ -228,7 +229,7 @@ _SIZES = {"n": 1000, "dim": 10, "out_dim": 10, "epochs": 50, "hidden": 128}
 
 def cost(config: dict, repeats: int):
     """Estimated memory and time of `repeats` repeats of one configuration (trained together)."""
-    from ...experiment import FLOPS, STEP_SECONDS, Cost, blame
+    from ...lab.cost import FLOPS, STEP_SECONDS, Cost, blame
 
     K, n, d, m = repeats, config["n"], config["dim"], config["out_dim"]
     N, H = data.train_size(n), tuple(config["hidden"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import laws, sweep as _sweep
+from ... import stats
 from . import theory
 from .experiment import EXPERIMENT
 from .sweeps import (
@@ -17,20 +17,20 @@ from .studies import forgetting, half_lives, ols_monte_carlo, trimming
 
 def _law(statement, pred, est, how, tol=None):
     mean, lo, hi = est[:3]
-    return laws.Law(statement, float(pred), float(mean), float(lo), float(hi), tol, how)
+    return stats.Law(statement, float(pred), float(mean), float(lo), float(hi), tol, how)
 
 
 def _ratio_to(metric_pred: str, result, x, where):
     """statistic(xs, ys): mean over the grid of measured ys / theory's `metric_pred`, for `jackknife`."""
     configs = {}
-    for i in _sweep.rows_where(result, **where).index:  # rows and configs are in the same order
+    for i in stats.rows_where(result, **where).index:  # rows and configs are in the same order
         configs.setdefault(float(result.configs[i][x]), result.configs[i])
     pred = {k: predicted(metric_pred, v) for k, v in configs.items()}
     return lambda xs, ys: float(np.mean(ys / np.array([pred[float(v)] for v in xs])))
 
 
 def law(name: str, profile=None):
-    """The law `name` of the chapter (see LAWS) as a laws.Law: prediction against measurement with a 95% CI."""
+    """The law `name` of the chapter (see LAWS) as a stats.Law: prediction against measurement with a 95% CI."""
     if name not in LAWS:
         raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
     return LAWS[name](profile)
@@ -39,14 +39,14 @@ def law(name: str, profile=None):
 def _unbiased(profile):
     mc = ols_monte_carlo(profile)
     z = mc["z"].ravel()
-    return _law("OLS is unbiased: E[θ̂ − θ] = 0", 0.0, _sweep.mean_ci(z),
+    return _law("OLS is unbiased: E[θ̂ − θ] = 0", 0.0, stats.mean_ci(z),
                 "mean standardised error over Monte Carlo draws")
 
 
 def _covariance(profile):
     mc = ols_monte_carlo(profile)
     q = (mc["z"] ** 2).sum(1) / mc["z"].shape[1]
-    return _law("Cov(θ̂) = σ²(X̃ᵀX̃)⁻¹", 1.0, _sweep.mean_ci(q), "mean ‖z‖²/(d+1) over Monte Carlo draws")
+    return _law("Cov(θ̂) = σ²(X̃ᵀX̃)⁻¹", 1.0, stats.mean_ci(q), "mean ‖z‖²/(d+1) over Monte Carlo draws")
 
 
 def _floor(profile):
@@ -105,7 +105,7 @@ def _alpha_exponent(profile):
 def weighted_exponent(xs, ys) -> float:
     """Exponent of ys = c xs^k, points weighted by their degrees of freedom (relative error of a mean of
     a chi-square with ~ m d degrees of freedom: 1/sqrt(d))."""
-    return laws.fit_power(xs, ys, sigma=ys / np.sqrt(xs)).params["k"]
+    return stats.fit_power(xs, ys, sigma=ys / np.sqrt(xs)).params["k"]
 
 
 def _dimension(profile):
@@ -157,7 +157,7 @@ def _efficiency(loss):
         num = rows[rows["loss"] == loss].sort_values("seed")["weight_error"].to_numpy() ** 2
         den = rows[rows["loss"] == "l2"].sort_values("seed")["weight_error"].to_numpy() ** 2
         loo = [np.delete(num, j).mean() / np.delete(den, j).mean() for j in range(len(num))]
-        est = laws.jackknife_interval(num.mean() / den.mean(), loo)
+        est = stats.jackknife_interval(num.mean() / den.mean(), loo)
         label = {"l1": "L1 variance / L2 variance = (π/2)(N−d−2)/N",
                  "huber": "Huber (δ = 1.345σ) variance / L2 = (N−d−2)/(0.95 N)"}[loss]
         return _law(label, pred, est, "ratio of mean ‖Ŵ − W‖² (exact, clean data)")
@@ -177,7 +177,7 @@ def _trimming(profile):
     V = np.stack(tab["values"].to_numpy())  # (trims, repeats)
     diff = V - tab["predicted"].to_numpy()[:, None]
     loo = [float(np.delete(diff, j, axis=1).mean()) for j in range(V.shape[1])]
-    est = laws.jackknife_interval(float(diff.mean()), loo)
+    est = stats.jackknife_interval(float(diff.mean()), loo)
     return _law("trimmed LS reaches its population fixed point", 0.0, est,
                 f"mean of measured − predicted bias over trim (μ = {FAR_MU:g})")
 
@@ -185,7 +185,7 @@ def _trimming(profile):
 def _forgetting(profile):
     hl = half_lives(forgetting(profile))
     lrs = hl["lr"]
-    est = laws.jackknife_interval(exponent(lrs, hl["mean"]), [exponent(lrs, row) for row in hl["loo"]])
+    est = stats.jackknife_interval(exponent(lrs, hl["mean"]), [exponent(lrs, row) for row in hl["loo"]])
     return _law("forgetting half-life ∝ γ^k", exponent(lrs, hl["predicted"]), est,
                 "fitted exponent; prediction: same fit of ln 2 / −ln(1 − 2γ)")
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-from ... import data, defenses, laws, solvers, sweep as _sweep, train, validate
+from ... import data, defenses, stats, solvers, train, validate
 from . import theory
 from .experiment import EXPERIMENT, make_data, seeds_of
 from .sweeps import ALPHA, MU, S, SIGMA, _lin, _sizes, FAR_MU, setting
@@ -110,7 +110,7 @@ def half_lives(study: dict, level=0.95) -> dict:
     est = np.array([half_life_of(steps, F[:, j].mean(1), w) for j, w in enumerate(windows)])
     loo = np.array([[half_life_of(steps, np.delete(F[:, j], r, axis=1).mean(1), w) for j, w in enumerate(windows)]
                     for r in range(R)])
-    _, lo, hi, _ = laws.jackknife_interval(est, loo, level)
+    _, lo, hi, _ = stats.jackknife_interval(est, loo, level)
     return {"lr": study["lrs"], "mean": est, "lo": lo, "hi": hi,
             "predicted": predicted_hl, "loo": loo, "windows": np.array(windows)}
 
@@ -149,7 +149,7 @@ def trimming(profile=None, seed: int = 0, eta_means=(MU, FAR_MU)):
         for tr in trims:
             _, b = trimmed_least_squares(X, Y, tr)
             bias = (b - b_true).double().mean(-1).numpy()
-            mean, lo, hi = _sweep.mean_ci(bias)
+            mean, lo, hi = stats.mean_ci(bias)
             out.append({"eta_mean": mu, "trim": tr, "intercept_bias_mean": mean, "intercept_bias_lo": lo,
                         "intercept_bias_hi": hi, "predicted": theory.trimmed_fixed_point(p, mu, S, SIGMA, tr),
                         "values": bias})

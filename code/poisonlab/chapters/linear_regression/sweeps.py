@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import stats as sps
 
-from ... import laws, sweep as _sweep, validate
-from ...profile import get_profile
+from ... import stats, validate
+from ...lab import sweep as _sweep
+from ...lab.profile import get_profile
 from . import theory
 from .experiment import EXPERIMENT, LOSSES, PARAMS
 
@@ -95,10 +96,10 @@ def summarize(result, by, where=None, **derived):
 
     Columns `<name>_mean`, `<name>_lo`, `<name>_hi` as in SweepResult.summary, for plots.metric_vs.
     """
-    rows = _sweep.rows_where(result, **(where or {})).copy()
+    rows = stats.rows_where(result, **(where or {})).copy()
     for name, f in derived.items():
         rows[name] = f(rows)
-    return _sweep.summarize(rows, by, [*result.metrics, *derived], count="repeats")
+    return stats.summarize(rows, by, [*result.metrics, *derived], count="repeats")
 
 
 def _matrix(rows, x, y):
@@ -110,24 +111,24 @@ def _matrix(rows, x, y):
 
 
 def jackknife(result, x, y, statistic, *, where=None, level=0.95):
-    """statistic(xs, mean curve of `y` against `x`) with laws.jackknife's interval: (estimate, lo, hi, se)."""
-    rows = _sweep.rows_where(result, **(where or {}))
+    """statistic(xs, mean curve of `y` against `x`) with stats.jackknife's interval: (estimate, lo, hi, se)."""
+    rows = stats.rows_where(result, **(where or {}))
 
     def curve_statistic(rows_):
         xs, M = _matrix(rows_, x, y)
         return statistic(xs, M.mean(1))
 
-    return laws.jackknife(rows, curve_statistic, level)
+    return stats.jackknife(rows, curve_statistic, level)
 
 
 def exponent(xs, ys) -> float:
-    """The log-log slope k of ys = c xs^k (laws.fit_power)."""
-    return laws.fit_power(xs, ys).params["k"]
+    """The log-log slope k of ys = c xs^k (stats.fit_power)."""
+    return stats.fit_power(xs, ys).params["k"]
 
 
 def slope(xs, ys) -> float:
-    """The slope b of ys = a + b xs (laws.fit_affine)."""
-    return laws.fit_affine(xs, ys).params["b"]
+    """The slope b of ys = a + b xs (stats.fit_affine)."""
+    return stats.fit_affine(xs, ys).params["b"]
 
 
 def _N(config) -> int:
@@ -267,7 +268,7 @@ def ellipse(center, cov, level: float = 0.95, points: int = 200):
     center = np.asarray(center, dtype=float).reshape(2)
     cov = np.asarray(cov, dtype=float).reshape(2, 2)
     level = validate.fraction("level", level)
-    radius = math.sqrt(stats.chi2.ppf(level, 2))
+    radius = math.sqrt(sps.chi2.ppf(level, 2))
     t = np.linspace(0, 2 * math.pi, validate.positive_int("points", points, minimum=3))
     L = np.linalg.cholesky(cov)
     xy = center[:, None] + radius * L @ np.stack([np.cos(t), np.sin(t)])

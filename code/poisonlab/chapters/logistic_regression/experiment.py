@@ -39,8 +39,10 @@ import numpy as np
 import torch
 
 
-from ... import attacks, data, defenses, losses, metrics, solvers, train, validate
-from ...experiment import Experiment, Param, ParameterError, check_kept, full_batch_note, register, seed_streams
+from ... import attacks, data, defenses, metrics, solvers, train, validate
+from ...train import losses
+from ...errors import ParameterError
+from ...lab.experiment import Experiment, Param, check_kept, full_batch_note, register, seed_streams
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "make_data", "poison", "fit", "fit_models", "save_data",
            "seeds_of", "auto_margin", "affine_part", "expected_accuracy", "strip_mass", "DEFENSES", "FLIPS"]
@@ -464,7 +466,7 @@ _SIZES = {"n": 1000, "dim": 10, "epochs": 30, "hidden": 128, "knn_k": 10}
 
 def cost(config: dict, repeats: int):
     """Estimated memory and time of `repeats` repeats of one configuration (trained together)."""
-    from ...experiment import FLOPS, STEP_SECONDS, Cost, blame
+    from ...lab.cost import FLOPS, STEP_SECONDS, Cost, blame
 
     K, n, d = repeats, config["n"], config["dim"]
     N, H = data.train_size(n), tuple(config["hidden"])

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ... import laws, sweep
+from ... import stats
 from .sweeps import (
     ALPHA1, _curve, _exponent, jackknife, _memo, _per_seed, run_sweep, _sizes, _slope, _with_error
 )
 from .studies import default_population, evasion_study, knn_study
 
 
-def symmetry_law(result, metric: str = "expected_accuracy") -> laws.Law:
+def symmetry_law(result, metric: str = "expected_accuracy") -> stats.Law:
     """acc(alpha) + acc(1 - alpha) = 1: the mean over the grid's pairs, per repeat, with a t-CI over repeats."""
     values = []
     for _, g in _per_seed(result, {}).items():
@@ -22,24 +22,24 @@ def symmetry_law(result, metric: str = "expected_accuracy") -> laws.Law:
         if not pairs:
             raise ValueError("result must hold pairs alpha, 1 - alpha")
         values.append(float(np.mean(pairs)))
-    mean, lo, hi = sweep.mean_ci(values)
-    return laws.Law("acc(α) + acc(1 − α) = 1 (label-mirror symmetry)", 1.0, mean, lo, hi,
+    mean, lo, hi = stats.mean_ci(values)
+    return stats.Law("acc(α) + acc(1 − α) = 1 (label-mirror symmetry)", 1.0, mean, lo, hi,
                     how="mean over α pairs, t-CI over repeats")
 
 
-def norm_ratio_law(result) -> laws.Law:
+def norm_ratio_law(result) -> stats.Law:
     """|w_hat| / a*(alpha) = 1 (random flips, Gaussian x): the mean ratio over the grid per repeat."""
     from . import theory
 
     rows = result.rows
     ratio = rows["weight_norm"].to_numpy() / theory.flip_weight_norm(rows["alpha"].to_numpy())
     per_seed = pd.Series(ratio).groupby(rows["seed"].to_numpy()).mean().to_numpy()
-    mean, lo, hi = sweep.mean_ci(per_seed)
-    return laws.Law("‖ŵ‖ = a*(α), with a* I(a*) = (1 − 2α) φ(0)", 1.0, mean, lo, hi,
+    mean, lo, hi = stats.mean_ci(per_seed)
+    return stats.Law("‖ŵ‖ = a*(α), with a* I(a*) = (1 − 2α) φ(0)", 1.0, mean, lo, hi,
                     how="mean of ‖ŵ‖ / a*(α) over α, t-CI over repeats")
 
 
-def norm_exponent_law(result, alphas) -> laws.Law:
+def norm_exponent_law(result, alphas) -> stats.Law:
     """The power-law exponent of |w_hat| against alpha over small alphas, against that of a*(alpha)."""
     from . import theory
 
@@ -47,7 +47,7 @@ def norm_exponent_law(result, alphas) -> laws.Law:
     est = jackknife(rows, lambda r: _exponent(*_curve(r, "alpha", "weight_norm")))
     a = np.array(sorted(set(rows["alpha"])), dtype=float)
     predicted = theory.rate_exponent(a, theory.flip_weight_norm(a))
-    return laws.Law("‖ŵ‖ ∝ α^k at small α (k → −1/2: a* ≈ π/√(12α))", predicted, *est,
+    return stats.Law("‖ŵ‖ ∝ α^k at small α (k → −1/2: a* ≈ π/√(12α))", predicted, *est,
                     how="fitted log-log exponent, jackknife over repeats")
 
 
@@ -65,18 +65,18 @@ def crossings(result, metric: str = "expected_accuracy", level: float = 0.5, **w
     return np.array(out)
 
 
-def crossing_law(result, predicted: float, statement: str, metric: str = "expected_accuracy", **where) -> laws.Law:
+def crossing_law(result, predicted: float, statement: str, metric: str = "expected_accuracy", **where) -> stats.Law:
     """The alpha at which the accuracy crosses 1/2 (reversal), mean and t-CI over repeats, against a prediction."""
-    mean, lo, hi = sweep.mean_ci(crossings(result, metric, **where))
-    return laws.Law(statement, predicted, mean, lo, hi, how="α where accuracy crosses 1/2, t-CI over repeats")
+    mean, lo, hi = stats.mean_ci(crossings(result, metric, **where))
+    return stats.Law(statement, predicted, mean, lo, hi, how="α where accuracy crosses 1/2, t-CI over repeats")
 
 
-def point_law(result, predicted: float, statement: str, metric: str = "expected_accuracy", **where) -> laws.Law:
+def point_law(result, predicted: float, statement: str, metric: str = "expected_accuracy", **where) -> stats.Law:
     """The mean of `metric` at one grid point (`where`: parameter values) against a prediction."""
-    rows = sweep.rows_where(result, **where)
-    mean, lo, hi = sweep.mean_ci(rows[metric])
+    rows = stats.rows_where(result, **where)
+    mean, lo, hi = stats.mean_ci(rows[metric])
     at = ", ".join(f"{k} = {v}" for k, v in where.items())
-    return laws.Law(statement, predicted, mean, lo, hi, how=f"mean {metric.replace('_', ' ')} at {at}")
+    return stats.Law(statement, predicted, mean, lo, hi, how=f"mean {metric.replace('_', ' ')} at {at}")
 
 
 def _law_mirror(profile):
@@ -106,7 +106,7 @@ def _law_strip(profile):
     rows = _with_error(run_sweep("strip-law", profile).rows)
     est = jackknife(rows, lambda r: _slope(*(lambda g: (g["strip_mass"], g["error"]))(
         r.groupby("alpha")[["strip_mass", "error"]].mean())))
-    return laws.Law("one-sided strip flips: error = strip mass M (square)", 1.0, *est,
+    return stats.Law("one-sided strip flips: error = strip mass M (square)", 1.0, *est,
                     how="fitted slope of error against M, jackknife over repeats")
 
 
@@ -142,14 +142,14 @@ def _law_evasion(profile):
     rows = pd.DataFrame([{"seed": r, "mass": m, "error": err[r, j]} for r in range(err.shape[0])
                          for j, m in enumerate(mass)])
     est = jackknife(rows, lambda r: _slope(*(lambda g: (g.index, g.to_numpy()))(r.groupby("mass")["error"].mean())))
-    return laws.Law("evasion error at budget ε = P(|z| < ε) (Gaussian, clean model)", 1.0, *est,
+    return stats.Law("evasion error at budget ε = P(|z| < ε) (Gaussian, clean model)", 1.0, *est,
                     how="fitted slope of evasion error against the mass within ε, jackknife over repeats")
 
 
 def _law_rate_n(profile):
     rows = _with_error(run_sweep("n-exact", profile).rows)
     est = jackknife(rows, lambda r: _exponent(*_curve(r, "n_train", "error")))
-    return laws.Law("random flips: error ∝ n^(−1/2) (Gaussian, MLE)", -0.5, *est,
+    return stats.Law("random flips: error ∝ n^(−1/2) (Gaussian, MLE)", -0.5, *est,
                     how="fitted log-log exponent, jackknife over repeats")
 
 
@@ -160,7 +160,7 @@ def _law_rate_d(profile):
     rows = _with_error(run_sweep("dim-exact", profile).rows)
     est = jackknife(rows, lambda r: _exponent(*_curve(r, "dim", "error")))
     predicted = theory.rate_exponent(S["dims"], theory.dimension_factor(S["dims"]))
-    return laws.Law("random flips: error ∝ h(d) ≈ √d (Gaussian, MLE)", predicted, *est,
+    return stats.Law("random flips: error ∝ h(d) ≈ √d (Gaussian, MLE)", predicted, *est,
                     how="fitted log-log exponent (prediction: slope of h(d) on the grid), jackknife over repeats")
 
 
@@ -176,7 +176,7 @@ def _law_rate_constant(profile):
     def ratio(r):
         g = r.groupby(["n", "dim"])[["error", "predicted"]].mean()
         return float(np.mean(g["error"] / g["predicted"]))
-    return laws.Law("random flips: error = K(α) h(d) / √n (Gaussian, MLE)", 1.0, *jackknife(rows, ratio),
+    return stats.Law("random flips: error = K(α) h(d) / √n (Gaussian, MLE)", 1.0, *jackknife(rows, ratio),
                     how="mean ratio measured / predicted over the n and d grids, jackknife over repeats")
 
 
@@ -188,9 +188,9 @@ def _law_knn(flipped: bool):
         a = max(S["knn_alphas"])
         col = "flipped_far" if flipped else "clean_far"
         study = knn_study(profile)
-        mean, lo, hi = sweep.mean_ci(study.loc[np.isclose(study["alpha"], a), col])
+        mean, lo, hi = stats.mean_ci(study.loc[np.isclose(study["alpha"], a), col])
         what = "flipped points dropped = P(Bin(k, 1−α) > k/2)" if flipped else "clean points dropped = P(Bin(k, α) > k/2)"
-        return laws.Law(f"kNN filter far from the boundary: {what}",
+        return stats.Law(f"kNN filter far from the boundary: {what}",
                         theory.knn_flag_probability(a, S["knn_k"], 0.5, flipped), mean, lo, hi,
                         how=f"mean at α = {a}, t-CI over repeats")
     return law
@@ -205,7 +205,7 @@ LAWS = {
 }
 
 
-def law(name: str, profile=None) -> laws.Law:
+def law(name: str, profile=None) -> stats.Law:
     """The law `name` of the chapter (see LAWS): prediction against measurement with a 95% CI."""
     if name not in LAWS:
         raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")

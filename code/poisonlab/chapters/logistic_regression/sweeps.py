@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ... import book, laws, sweep
+from ... import book, stats
+from ...lab import sweep
 from .experiment import DEFENSES, EXPERIMENT, FLIPS
 
 
@@ -15,7 +16,7 @@ CONT_ALPHA = 0.3    # max-loss flips past the mixture's reversal, for the contin
 
 
 def _sizes(profile=None):
-    from ...profile import get_profile
+    from ...lab.profile import get_profile
 
     if profile is None or isinstance(profile, str):
         profile = get_profile(profile)
@@ -99,8 +100,8 @@ def sweeps_table(profile=None) -> pd.DataFrame:
 
 
 def jackknife(rows: pd.DataFrame, statistic, level: float = 0.95):
-    """laws.jackknife without its standard error: (estimate, lo, hi)."""
-    return laws.jackknife(rows, statistic, level)[:3]
+    """stats.jackknife without its standard error: (estimate, lo, hi)."""
+    return stats.jackknife(rows, statistic, level)[:3]
 
 
 def _curve(rows, x, y):
@@ -118,7 +119,7 @@ def _exponent(x, y):
 
 def _per_seed(result, where: dict):
     """The selected rows as {seed: DataFrame sorted by alpha}."""
-    rows = sweep.rows_where(result, **where).sort_values(["seed", "alpha"])
+    rows = stats.rows_where(result, **where).sort_values(["seed", "alpha"])
     return {seed: g for seed, g in rows.groupby("seed", sort=True)}
 
 
@@ -143,7 +144,7 @@ def defense_costs(defended, plain, metric: str = "expected_accuracy") -> pd.Data
     out = []
     for (defense, drop), g in rows[rows["defense"] != "none"].groupby(["defense", rows["drop"].fillna(-1)],
                                                                        sort=False):
-        mean, lo, hi = sweep.mean_ci(g[metric].to_numpy() - base.loc[g["seed"]].to_numpy())
+        mean, lo, hi = stats.mean_ci(g[metric].to_numpy() - base.loc[g["seed"]].to_numpy())
         out.append({"defence": defense, "drop": "" if drop < 0 else drop,
                     "accuracy change": book.fmt_ci(mean, lo, hi)})
     return pd.DataFrame(out)

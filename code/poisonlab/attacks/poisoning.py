@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import validate
-from .data import Dataset, generator
+from .. import validate
+from ..data import Dataset, generator
 
 __all__ = ["gaussian_labels", "flip_binary", "flip_multiclass", "poison_count", "boundary_distance",
            "BINARY_FLIPS", "MULTICLASS_FLIPS"]

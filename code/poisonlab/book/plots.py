@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import book, validate
+from .. import validate
+from . import context as book
 
 POISON = {"color": "#D55E00", "marker": "x", "s": 36, "linewidths": 1.5, "label": "poisoned", "zorder": 3}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import validate
+from .. import validate
 
 SHIPPED = ("digits",)
 TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
@@ -51,11 +51,11 @@ def load_dataset(name: str = "digits", data_dir=None, download: bool = False, *,
     their official split. `n_train`: keep a random subset of that many training images.
     """
     validate.choice("dataset", name, DATASETS)
-    from .data import Dataset
+    from .dataset import Dataset
 
     if name == "digits":
         X, y, classes = _digits()
-        from .data import split
+        from .dataset import split
         test_fraction = validate.fraction("test_fraction", test_fraction)
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import validate
+from .. import validate
 
 LOSSES = ("mse", "l1", "huber", "bce", "ce")
 

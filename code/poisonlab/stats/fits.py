@@ -1,10 +1,9 @@
-"""Laws: fit power, affine and arbitrary models to measurements; compare fitted with predicted.
+"""Fits of power, affine and arbitrary laws to measurements, with t intervals on their parameters.
 
 Every fit returns its parameters with confidence intervals from the t distribution (n - p degrees
 of freedom) and R². `sigma` gives per-point standard deviations (e.g. the half-widths of sweep
 CIs): points are weighted by 1/sigma², and, as in `scipy.optimize.curve_fit` by default, the
 parameter covariance is rescaled by the residual scatter, so sigma sets only relative weights.
-A `Law` holds one comparison for the laws table of a chapter.
 """
 from __future__ import annotations
 
@@ -14,12 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from scipy import optimize, stats
 
-from . import validate
-
-__all__ = ["Fit", "fit_power", "fit_affine", "fit_curve", "Law", "table", "agreement", "sigma_from_ci"]
+from .. import validate
 
 
 @dataclass(frozen=True)
@@ -198,107 +194,3 @@ def sigma_from_ci(lo, hi, n, level: float = 0.95):
         raise ValueError("n must be a whole number >= 2 (one value has no error estimate)")
     se = (hi - lo) / 2 / stats.t.ppf(0.5 + level / 2, n - 1)
     return float(se) if np.ndim(se) == 0 else se
-
-
-def agreement(predicted, measured_mean, measured_lo, measured_hi, tol=None):
-    """Whether `predicted` lies in [lo, hi] or within `tol` of the mean; a bool, or an array for arrays."""
-    p = validate.finite_array("predicted", predicted)
-    mean = validate.finite_array("measured_mean", measured_mean)
-    lo, hi = validate.finite_array("measured_lo", measured_lo), validate.finite_array("measured_hi", measured_hi)
-    if np.any(lo > hi):
-        raise ValueError("measured_lo must be <= measured_hi")
-    ok = (lo <= p) & (p <= hi)
-    if tol is not None:
-        ok = ok | (np.abs(mean - p) <= validate.non_negative("tol", tol))
-    return bool(ok) if np.ndim(ok) == 0 else ok
-
-
-@dataclass(frozen=True)
-class Law:
-    """One quantitative claim: a predicted value against a fitted one with its CI [lo, hi]."""
-
-    statement: str
-    predicted: float
-    fitted: float
-    lo: float
-    hi: float
-    tol: float | None = None  # agreement also when |fitted - predicted| <= tol
-    how: str = ""  # how `fitted` was measured, e.g. "fitted exponent", "slope", "mean at alpha = 0.1"
-
-    def __post_init__(self):
-        if not isinstance(self.statement, str) or not self.statement:
-            raise ValueError("statement must be a non-empty string")
-        for name in ("predicted", "fitted", "lo", "hi"):
-            object.__setattr__(self, name, validate.finite(name, getattr(self, name)))
-        if self.lo > self.hi:
-            raise ValueError(f"lo must be <= hi, got lo = {self.lo}, hi = {self.hi}")
-        if self.tol is not None:
-            object.__setattr__(self, "tol", validate.non_negative("tol", self.tol))
-
-    @property
-    def agrees(self) -> bool:
-        """predicted within [lo, hi], or within tol of fitted."""
-        return agreement(self.predicted, self.fitted, self.lo, self.hi, self.tol)
-
-    @classmethod
-    def from_fit(cls, statement: str, predicted: float, fit: Fit, param: str, tol=None, how=None) -> "Law":
-        """The law `param` of `fit` = `predicted`."""
-        if param not in fit.params:
-            raise ValueError(f"param must be one of {', '.join(fit.params)}; got {param!r}")
-        lo, hi = fit.ci[param]
-        return cls(statement, predicted, fit.params[param], lo, hi, tol,
-                   how if how is not None else f"fitted {param} ({fit.model})")
-
-
-def _default_fmt():
-    try:  # one number format for the whole book, where the book helpers are importable
-        from .book import fmt
-        return fmt
-    except Exception:
-        return lambda x, digits=3: f"{x:.{digits}g}"
-
-
-def table(laws: Sequence[Law], digits: int = 3, fmt: Callable | None = None) -> pd.DataFrame:
-    """The laws table: statement | how | predicted | fitted (95% CI) | agrees (one row per law)."""
-    laws = list(laws)
-    if not all(isinstance(law, Law) for law in laws):
-        raise ValueError("laws must be a list of Law")
-    digits = validate.positive_int("digits", digits)
-    from .book import fmt_ci
-
-    fmt = fmt or _default_fmt()
-    rows = [{"statement": law.statement, "how": law.how, "predicted": fmt(law.predicted, digits),
-             "fitted (95% CI)": fmt_ci(law.fitted, law.lo, law.hi, digits, write=fmt)
-                                + (f" (tol {fmt(law.tol, digits)})" if law.tol is not None else ""),
-             "agrees": law.agrees} for law in laws]
-    return pd.DataFrame.from_records(rows, columns=["statement", "how", "predicted", "fitted (95% CI)", "agrees"])
-
-
-def jackknife(rows, statistic, level: float = 0.95):
-    """statistic(rows) with a delete-one-repeat jackknife t-interval: (estimate, lo, hi, se).
-
-    `rows` is a sweep's tidy table (a `seed` column). Repeats (seeds) are independent; the grid
-    points of one repeat are not (common random numbers), so the interval leaves out whole repeats,
-    never single points.
-    """
-    seeds = np.unique(rows["seed"].to_numpy())
-    R = len(seeds)
-    if R < 2:
-        raise ValueError(f"rows must hold at least 2 repeats for a jackknife interval, got {R}")
-    est = float(statistic(rows))
-    loo = np.array([statistic(rows[rows["seed"] != s]) for s in seeds], dtype=float)
-    est, lo, hi, se = jackknife_interval(est, loo, level)
-    return est, float(lo), float(hi), float(se)
-
-
-def jackknife_interval(estimate, leave_one_out, level: float = 0.95):
-    """The delete-one-repeat jackknife t-interval of `estimate` from its values with each of the R repeats
-    left out in turn (`leave_one_out`, repeats along its first axis; an estimate per column when it is 2-D):
-    (estimate, lo, hi, se)."""
-    loo = np.asarray(leave_one_out, dtype=float)
-    R = loo.shape[0]
-    if R < 2:
-        raise ValueError(f"leave_one_out must hold at least 2 repeats for a jackknife interval, got {R}")
-    se = np.sqrt((R - 1) / R * ((loo - loo.mean(0)) ** 2).sum(0))
-    t = stats.t.ppf(0.5 + level / 2, R - 1)
-    return estimate, estimate - t * se, estimate + t * se, se

@@ -2,7 +2,8 @@
 
 A batch (the configurations passed to one `experiment.fn` call) is keyed by the experiment name,
 its full list of resolved configurations (seeds included), the declared metric names, a hash of
-the package source (every .py file under poisonlab, by content), the torch, numpy, scipy and
+the package source (every .py file under poisonlab that computes results, and the experiment's own chapter
+package, by content), the torch, numpy, scipy and
 scikit-learn versions, and the resolved data folder of the torchvision data sets ($POISONLAB_DATA
 or its default, see `data_folder`):
 editing the code re-runs the sweeps it could affect, and identical work is never repeated.
@@ -27,7 +28,7 @@ from pathlib import Path
 
 FORMAT = 1  # bump when the file layout changes: old files are then simply misses
 
-_SOURCE_HASH: str | None = None
+_SOURCE_HASH: dict = {}  # experiment name (None: the engine alone) -> its source hash
 
 
 def cache_dir() -> Path:
@@ -42,28 +43,45 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "poisonlab"
 
 
-# modules that compute no cached result: editing them re-runs no sweep
-PUBLISHING = ("cli.py",)
+# Left out of the source hash: what computes no cached result (the command line, the book's figures and
+# tables) and the chapters, each of which counts only for its own experiment's results.
+LEFT_OUT = ("cli.py", "book/", "chapters/")
 
 
-def source_hash() -> str:
-    """SHA-256 of the .py files of the installed poisonlab package (paths and contents); once per process.
+def _files_hash(root: Path, files) -> str:
+    h = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
 
-    The command line (`PUBLISHING`) is left out: it computes nothing that is cached.
+
+def source_hash(name: str | None = None) -> str:
+    """SHA-256 of the .py files of the installed poisonlab package that compute results (paths and contents),
+    and, for the experiment of a chapter (`name`, its CLI name), of that chapter's package; once per process.
+
+    Editing one chapter re-runs none of another chapter's sweeps; editing the engine re-runs them all.
     """
-    global _SOURCE_HASH
-    if _SOURCE_HASH is None:
-        root = Path(__file__).resolve().parent
-        h = hashlib.sha256()
-        for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
-            if "__pycache__" in path.parts or path.relative_to(root).as_posix() in PUBLISHING:
-                continue
-            h.update(path.relative_to(root).as_posix().encode())
-            h.update(b"\0")
-            h.update(path.read_bytes())
-            h.update(b"\0")
-        _SOURCE_HASH = h.hexdigest()
-    return _SOURCE_HASH
+    if name not in _SOURCE_HASH:
+        root = Path(__file__).resolve().parents[1]
+        files = [p for p in root.rglob("*.py") if "__pycache__" not in p.parts
+                 and not p.relative_to(root).as_posix().startswith(LEFT_OUT)]
+        module = _chapter_module(name)
+        if module is not None:
+            package = root.joinpath(*module.split(".")[1:-1])
+            files += [p for p in package.rglob("*.py") if "__pycache__" not in p.parts]
+        _SOURCE_HASH[name] = _files_hash(root, files)
+    return _SOURCE_HASH[name]
+
+
+def _chapter_module(name: str | None) -> str | None:
+    if name is None:
+        return None
+    from . import experiment
+
+    return experiment.modules().get(name)
 
 
 def _version(package: str) -> str:
@@ -103,7 +121,7 @@ def data_folder() -> str:
 def key(name: str, configs: list[dict], metrics) -> str:
     """The cache key (hex SHA-256) of one batch of configurations of experiment `name`."""
     ident = {"format": FORMAT, "experiment": name, "configs": configs, "metrics": list(metrics),
-             "source": source_hash(), "torch": _version("torch"), "numpy": _version("numpy"),
+             "source": source_hash(name), "torch": _version("torch"), "numpy": _version("numpy"),
              "scipy": _version("scipy"), "scikit-learn": _version("scikit-learn"), "data": data_folder()}
     return hashlib.sha256(_canonical(ident).encode()).hexdigest()
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import validate
-from .data import generator
+from .. import validate
+from ..data import generator
 
 __all__ = ["make_model", "MODELS", "MLP", "SmallCNN", "FlatLinear", "init_parameters", "count_parameters"]
 

@@ -11,18 +11,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..errors import DivergenceError, ParameterError
 
-class ParameterError(ValueError):
-    """A bad value for one named parameter."""
-
-    def __init__(self, name: str, message: str):
-        super().__init__(message)
-        self.name = name
+if TYPE_CHECKING:
+    from .cost import Cost
 
 
 @dataclass(frozen=True)
@@ -138,146 +134,21 @@ def check_kept(configs, keeps) -> None:
                                  f"({name} = {c[name]}); give a smaller --drop")
 
 
-class DivergenceError(RuntimeError):
-    """Training diverged (its loss grew by train.GROWTH or became non-finite) or a metric is non-finite.
-
-    Carries the offending configurations and, when known, the parameter to blame (`name`, e.g. "lr")
-    with the learning rate and the losses at the start and the end of training.
-    """
-
-    def __init__(self, message: str, configs: list[dict] | None = None, *, name: str | None = None,
-                 lr: float | None = None, start: float | None = None, final: float | None = None):
-        super().__init__(message)
-        self.configs = configs or []
-        self.name, self.lr, self.start, self.final = name, lr, start, final
-        self.hint: str | None = None  # what would be stable, where an experiment knows it
-
-    def line(self) -> str:
-        """One line for the command line: the learning rate, how the loss grew, what would be stable."""
-        if self.lr is None:
-            return str(self).splitlines()[0] if str(self) else "training diverged"
-        if self.start is not None and self.final is not None and math.isfinite(self.final):
-            how = f"loss grew from {self.start:.3g} to {self.final:.3g}"
-        else:
-            how = "loss or parameters became non-finite"
-        flag = "--" + (self.name or "lr").replace("_", "-")
-        return f"{flag} {self.lr:g} diverged ({how})" + (f"; {self.hint}" if self.hint else "")
-
-
 def check_finite(name: str, config: dict, metrics: dict) -> None:
     bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
     if bad:
         raise DivergenceError(f"{name}: non-finite {', '.join(bad)} for configuration {config}", [config])
 
 
-# ---------------------------------------------------------------- resources: memory and time of a run
-
-MEMORY_ENV = "POISONLAB_MEMORY_LIMIT"  # bytes a run may use (default: the memory available now)
-TIME_ENV = "POISONLAB_TIME_LIMIT"  # seconds a run may take without --yes (default: TIME_LIMIT)
-TIME_LIMIT = 3600.0
-GB = 1024.0**3
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Estimated peak memory (bytes) and time (seconds) of a run, and the parameter that drives them.
-
-    Estimates are deliberately rough: memory counts the largest arrays (data, their float64 copies,
-    parameters, activations, distance blocks) with generous factors; time assumes a fast machine
-    (1e10 floating-point operations per second and a small fixed cost per SGD step), so that a run
-    refused for time would really take longer than the limit.
-    """
-
-    bytes: float
-    seconds: float
-    blame: str  # the parameter (name) that makes the run big
-    memory_blame: str | None = None  # where memory and time are driven by different parameters
-
-
-def available_memory() -> float:
-    """Bytes a run may allocate: $POISONLAB_MEMORY_LIMIT, else MemAvailable (/proc/meminfo), else
-    the free physical pages (os.sysconf), else infinity (unknown)."""
-    env = os.environ.get(MEMORY_ENV, "").strip()
-    if env:
-        return float(env)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return float(os.sysconf("SC_AVPHYS_PAGES")) * float(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return math.inf
-
-
-def time_limit() -> float:
-    """Seconds a run may take without --yes: $POISONLAB_TIME_LIMIT, else TIME_LIMIT (one hour)."""
-    env = os.environ.get(TIME_ENV, "").strip()
-    return float(env) if env else TIME_LIMIT
-
-
-def _human_bytes(b: float) -> str:
-    return f"{b / GB:.3g} GB" if b >= 0.1 * GB else f"{b / 1024**2:.3g} MB"
-
-
-def _human_time(s: float) -> str:
-    return f"{s / 3600:.3g} hours" if s >= 3600 else f"{s / 60:.3g} minutes" if s >= 60 else f"{s:.3g} s"
-
-
-def check_cost(experiment: Experiment, config: dict, repeats: int, yes: bool = False) -> Cost | None:
-    """Refuse (ParameterError naming the parameter) a run whose estimated memory exceeds what the machine
-    has, or whose estimated time exceeds the time limit unless `yes`."""
-    if experiment.cost is None:
-        return None
-    cost = experiment.cost(config, repeats)
-    limit = available_memory()
-    if cost.bytes > limit:
-        name = cost.memory_blame or cost.blame
-        raise ParameterError(name, f"this run needs about {_human_bytes(cost.bytes)} of memory, more than the "
-                                   f"{_human_bytes(limit)} available ({name} = {_plain(config[name])}); "
-                                   f"make it smaller")
-    if not yes and cost.seconds > time_limit():
-        raise ParameterError(cost.blame, f"this run would take about {_human_time(cost.seconds)} (at least; "
-                                         f"limit {_human_time(time_limit())}, {cost.blame} = "
-                                         f"{_plain(config[cost.blame])}); make it smaller or pass --yes to run it")
-    return cost
-
-
-def _plain(v):
-    return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v
-
-
-def blame(config: dict, defaults: dict) -> str:
-    """The size parameter whose value exceeds its typical value (`defaults`: name -> value) the most."""
-    def ratio(name):
-        v, d = config.get(name), defaults[name]
-        if v is None:
-            return 0.0
-        if isinstance(v, (list, tuple)):
-            v = math.prod(v) if v else 1
-        return float(v) / float(d)
-    return max(defaults, key=ratio)
-
-
-# Rough speed of the machine (optimistic: time estimates are lower bounds)
-FLOPS = 1e10
-STEP_SECONDS = {"fast": 1e-5, "generic": 2e-4}
-
-
 def _hashable(v):
     return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
-# The CLI name of each experiment -> its module, poisonlab.chapters.<chapter>.experiment, which registers it on
-# import (imported only when the experiment is run: `poisonlab --help` stays fast).
-MODULES = {"linear": "poisonlab.chapters.linear_regression.experiment",
-           "logistic": "poisonlab.chapters.logistic_regression.experiment",
-           "images": "poisonlab.chapters.image_classification.experiment"}
-KNOWN = tuple(MODULES)
+# Each chapter package (poisonlab/chapters/<slug>/) names its experiment in its __init__.py: ALIAS, the
+# name `poisonlab run <alias>` takes. Its experiment module registers the experiment when imported, which
+# happens only when it is run (importing it imports torch; `poisonlab --help` stays fast).
 _REGISTRY: dict[str, Experiment] = {}
+_MODULES: dict[str, str] | None = None
 
 
 def register(experiment: Experiment) -> Experiment:
@@ -285,16 +156,29 @@ def register(experiment: Experiment) -> Experiment:
     return experiment
 
 
+def modules() -> dict[str, str]:
+    """CLI name -> experiment module of every chapter package that has one, in the order of the names."""
+    global _MODULES
+    if _MODULES is None:
+        import pkgutil
+
+        from .. import chapters
+
+        found = {}
+        for info in pkgutil.iter_modules(chapters.__path__):
+            package = f"{chapters.__name__}.{info.name}"
+            alias = getattr(importlib.import_module(package), "ALIAS", None)
+            if alias and importlib.util.find_spec(f"{package}.experiment") is not None:
+                if alias in found:
+                    raise RuntimeError(f"two chapters take the name {alias!r}: {found[alias]} and {package}")
+                found[alias] = f"{package}.experiment"
+        _MODULES = dict(sorted(found.items()))
+    return _MODULES
+
+
 def available() -> list[str]:
-    """Names of the experiments whose module exists in this installation."""
-    return [n for n in KNOWN if _installed(MODULES[n])]
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a parent package is missing
-        return False
+    """Names of the experiments of this installation's chapters."""
+    return list(modules())
 
 
 def get(name: str) -> Experiment:
@@ -302,7 +186,7 @@ def get(name: str) -> Experiment:
     if name not in _REGISTRY:
         if name not in available():
             raise ValueError(f"experiment must be one of {', '.join(available())}; got {name!r}")
-        importlib.import_module(MODULES[name])
+        importlib.import_module(modules()[name])
     return _REGISTRY[name]
 
 

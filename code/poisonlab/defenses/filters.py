@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import validate
+from .. import validate
 
 __all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_dataset"]
 

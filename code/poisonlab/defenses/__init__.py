@@ -1,0 +1,6 @@
+"""Defences: filters of suspicious training points, and robust aggregation of gradients (passed to the trainer)."""
+from .aggregate import AGGREGATES, Aggregator, Mean, Median, TrimmedMean
+from .filters import filter_dataset, knn_disagreement, knn_filter, loss_filter
+
+__all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_dataset", "Aggregator", "Mean", "Median",
+           "TrimmedMean", "AGGREGATES"]
