@@ -16,20 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bookrender import render
+from bookrender import model, render
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=render.PROFILES, default="full", help="sweep sizes (default: full)")
+    parser.add_argument("--profile", choices=model.PROFILES, default="full", help="sweep sizes (default: full)")
     parser.add_argument("--chapter", metavar="FILE", action="append",
                         help="time only this chapter (repeatable; default: every chapter of _quarto.yml)")
     parser.add_argument("--warm", action="store_true",
                         help="use the project's sweep cache (default: an empty one, so sweeps really run)")
     args = parser.parse_args(argv)
-    paths = [Path(c).resolve() for c in args.chapter] if args.chapter else render.chapters(ROOT)
+    paths = [Path(c).resolve() for c in args.chapter] if args.chapter else model.chapters(ROOT)
     with tempfile.TemporaryDirectory(prefix="poisonlab-bench-") as cold:
         if not args.warm:  # the kernels inherit this: every sweep computes instead of reading the cache
             os.environ["POISONLAB_CACHE"] = cold
@@ -46,7 +46,7 @@ def time_chapters(paths: list[Path], profile: str) -> int:
         start = time.perf_counter()
         try:
             render.execute_chapter(path, profile=profile)
-        except (render.RenderError, ValueError) as e:
+        except (model.RenderError, ValueError) as e:
             print(f"{name:<40} failed: {e}")
             status = 1
             continue

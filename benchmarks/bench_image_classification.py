@@ -28,10 +28,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     with tempfile.TemporaryDirectory(prefix="poisonlab-bench-") as cold:
         os.environ["POISONLAB_CACHE"] = cold
-        from bookrender import render
+        from bookrender import model, notebooks
 
-        book = render.load_book(ROOT, only=CHAPTER, profile=args.profile)
-        nb = render.build_notebook(book.chapters[0], book.config)
+        book = model.load_book(ROOT, only=CHAPTER, profile=args.profile)
+        nb = notebooks.build_notebook(book.chapters[0], book.config)
         os.chdir(CHAPTER.parent)
         namespace: dict = {}
         total = 0.0

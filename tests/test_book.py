@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bookrender import render
+from bookrender import model, render
 from poisonlab import book
 from poisonlab.lab.profile import get_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
-CHAPTERS = render.chapter_entries(render.read_config(REPO))
+CHAPTERS = model.chapter_entries(model.read_config(REPO))
 _executed: dict = {}
 
 
@@ -32,9 +32,9 @@ def executed(entry: str):
     if entry not in _executed:
         try:
             _executed[entry] = render.execute_chapter(path, profile="quick")
-        except render.RenderError as e:
+        except model.RenderError as e:
             _executed[entry] = e
-    if isinstance(_executed[entry], render.RenderError):
+    if isinstance(_executed[entry], model.RenderError):
         pytest.fail(str(_executed[entry]), pytrace=False)
     return _executed[entry]
 

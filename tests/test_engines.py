@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from bookrender import publish, render
+from bookrender import jupyter_engine, publish
 
 QUARTO_YML = """\
 project:
@@ -142,7 +142,7 @@ def books(tmp_path_factory):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(body), encoding="utf-8")
     quarto = publish.render_book(root, "quick", root / "_quarto-out")
-    jupyter = render.render_jupyter(root, "quick", None, root / "_jupyter-out")
+    jupyter = jupyter_engine.render_jupyter(root, "quick", None, root / "_jupyter-out")
     return quarto, jupyter
 
 
@@ -173,7 +173,7 @@ def test_the_expected_numbers_and_accents(books, capsys):
 
 def test_the_jupyter_engine_reuses_the_executed_notebooks(books, capsys):
     root = books[0].parent
-    render.render_jupyter(root, "quick", None, root / "_jupyter-out")
+    jupyter_engine.render_jupyter(root, "quick", None, root / "_jupyter-out")
     err = capsys.readouterr().err
     assert err.count("executed notebook from the cache") == 3, err
 

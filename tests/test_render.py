@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bookrender import render
+from bookrender import jupyter_engine, model, notebooks, publish, qmd, render
 from poisonlab import cli
 
 QUARTO_YML = """\
@@ -185,7 +185,7 @@ def render_in(root: Path, argv: list, quarto=None) -> tuple[int, str]:
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        mp.setattr(render, "find_quarto", lambda: quarto)
+        mp.setattr(publish, "find_quarto", lambda: quarto)
         with contextlib.redirect_stderr(err):
             code = cli.main(argv)
     return code, err.getvalue()
@@ -210,11 +210,11 @@ def mini(tmp_path_factory):
 
 def test_chapters_follow_the_book_order_and_parts(tmp_path):
     write_book(tmp_path, {"_quarto.yml": QUARTO_YML})
-    assert render.chapters(tmp_path) == [tmp_path / "index.qmd", tmp_path / "report" / "one.qmd"]
+    assert model.chapters(tmp_path) == [tmp_path / "index.qmd", tmp_path / "report" / "one.qmd"]
 
 
 def test_cell_options_and_code_are_split():
-    blocks = render.split_blocks("text\n```{python}\n#| echo: false\n#| fig-cap: \"a: b\"\nx = 1\n```\nmore", 1)
+    blocks = qmd.split_blocks("text\n```{python}\n#| echo: false\n#| fig-cap: \"a: b\"\nx = 1\n```\nmore", 1)
     assert [b.kind for b in blocks] == ["markdown", "code", "markdown"]
     assert blocks[1].options == {"echo": False, "fig-cap": "a: b"}
     assert blocks[1].text == "x = 1" and blocks[1].line == 2 and blocks[2].line == 7
@@ -222,53 +222,53 @@ def test_cell_options_and_code_are_split():
 
 def test_fenced_examples_of_cells_are_not_executed():
     text = "````markdown\n```{python}\nshown_only()\n```\n````\n\n```python\nalso_shown()\n```\n"
-    assert [b.kind for b in render.split_blocks(text, 1)] == ["markdown"]
+    assert [b.kind for b in qmd.split_blocks(text, 1)] == ["markdown"]
 
 
 def test_unclosed_cell_is_an_error(tmp_path):
     path = tmp_path / "bad.qmd"
     path.write_text("# T\n\n```{python}\nx = 1\n")
     with pytest.raises(ValueError, match="line 3: code cell opened here is never closed"):
-        render.read_qmd(path)
+        qmd.read_qmd(path)
 
 
 def test_included_cells_keep_their_own_file_and_lines(tmp_path):
     (tmp_path / "_part.qmd").write_text("Text.\n\n```{python}\n#| echo: false\nx = 1\n```\n")
     (tmp_path / "c.qmd").write_text("# C\n\n{{< include _part.qmd >}}\n\n```{python}\ny = 2\n```\n")
-    source = render.read_qmd(tmp_path / "c.qmd")
+    source = qmd.read_qmd(tmp_path / "c.qmd")
     code = [b for b in source.blocks if b.kind == "code"]
     assert [(b.file.name, b.line, b.code_line) for b in code] == [("_part.qmd", 3, 5), ("c.qmd", 5, 6)]
     assert source.where(code[1].index).endswith("c.qmd:5")
 
 
 def test_shortcodes_pagebreak_and_escapes():
-    text = render.shortcodes("a {{< pagebreak >}} b {{{< include x.qmd >}}} c {{< var v >}}")
+    text = jupyter_engine.shortcodes("a {{< pagebreak >}} b {{{< include x.qmd >}}} c {{< var v >}}")
     assert text == "a  b {{< include x.qmd >}} c {{< var v >}}"
 
 
 def test_inline_expressions_skip_escapes_and_fences():
     text = "a `{python} x + 1` b ``{python} y`` c `code`\n```\n`{python} z`\n```\n`{python} w`"
-    assert [e for e, _ in render.inline_expressions(text)] == ["x + 1", "w"]
-    assert render.substitute_inline(text, ["2", "5"]).startswith("a 2 b ``{python} y``")
+    assert [e for e, _ in qmd.inline_expressions(text)] == ["x + 1", "w"]
+    assert jupyter_engine.substitute_inline(text, ["2", "5"]).startswith("a 2 b ``{python} y``")
 
 
 def test_plain_inline_values_are_escaped_like_quarto():
-    assert render.markdown_of_value({"text/plain": "'a*b_c [x] 1.5'"}) == r"a\*b\_c \[x\] 1\.5"
-    assert render.markdown_of_value({"text/plain": "42", "text/markdown": "**b**"}) == "**b**"
+    assert notebooks.markdown_of_value({"text/plain": "'a*b_c [x] 1.5'"}) == r"a\*b\_c \[x\] 1\.5"
+    assert notebooks.markdown_of_value({"text/plain": "42", "text/markdown": "**b**"}) == "**b**"
 
 
 def test_bibtex_reader_for_the_lint(tmp_path):
     (tmp_path / "r.bib").write_text(BIB + "@misc{three, author = {A, B and C, D and E, F}, year = {2020}}\n")
-    bib = render.read_bib(tmp_path / "r.bib")
+    bib = qmd.read_bib(tmp_path / "r.bib")
     assert bib == {"huber1964robust": {"type": "article"}, "koh2017influence": {"type": "inproceedings"},
                    "three": {"type": "misc"}}
 
 
 def page(markdown: str, number, page="report/two.html", labels=None, tmp_path=None):
     """pandoc + crossref.lua on `markdown` as chapter `number` of a book without a bibliography (no kernel)."""
-    chapter = render.Chapter(render.Source(tmp_path / "two.qmd", {}, []), page, number, "Two")
-    book = render.Book(tmp_path, {}, [chapter], [], "quick")
-    return render.page_html(markdown, chapter, book, labels or {})
+    chapter = model.Chapter(qmd.Source(tmp_path / "two.qmd", {}, []), page, number, "Two")
+    book = model.Book(tmp_path, {}, [chapter], [], "quick")
+    return jupyter_engine.page_html(markdown, chapter, book, labels or {})
 
 
 def test_numbering_references_callouts_and_profiles_without_a_kernel(tmp_path):
@@ -355,7 +355,7 @@ def test_auto_falls_back_to_jupyter_and_says_how_to_get_quarto(mini):
     assert mini["code"] == 0, mini["err"]
     engine_lines = [line for line in mini["err"].splitlines() if "Quarto" in line]
     assert len(engine_lines) == 1
-    assert "Jupyter engine" in engine_lines[0] and "PDF" in engine_lines[0] and render.QUARTO_URL in engine_lines[0]
+    assert "Jupyter engine" in engine_lines[0] and "PDF" in engine_lines[0] and publish.QUARTO_URL in engine_lines[0]
 
 
 def test_pages_notebooks_and_index_are_written(mini):
@@ -516,7 +516,7 @@ def test_failing_cell_names_chapter_cell_and_error_and_keeps_previous_output(tmp
 def test_failing_inline_expression_is_named_outside_a_book(tmp_path):
     path = tmp_path / "alone.qmd"
     path.write_text("# Alone\n\n```{python}\nx = 1\n```\n\nFirst line.\nValue `{python} undefined_name + x`.\n")
-    with pytest.raises(render.RenderError, match=r"alone.qmd:8: inline expression `\{python\} undefined_name \+ x` "
+    with pytest.raises(model.RenderError, match=r"alone.qmd:8: inline expression `\{python\} undefined_name \+ x` "
                                                  r"raised NameError: name 'undefined_name' is not defined"):
         render.execute_chapter(path, "quick")
 
@@ -529,7 +529,7 @@ def test_engine_quarto_without_quarto_is_one_line_exit_2(tmp_path):
     write_book(tmp_path, {"_quarto.yml": QUARTO_YML})
     code, err = render_in(tmp_path, ["render", "--engine", "quarto"])
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "quarto is not on PATH" in err and render.QUARTO_URL in err
+    assert "quarto is not on PATH" in err and publish.QUARTO_URL in err
 
 
 def test_engine_quarto_without_quarto_in_a_subprocess(tmp_path):
@@ -566,9 +566,11 @@ def test_auto_uses_quarto_when_installed_with_the_profile(tmp_path):
 def test_tex_only_outputs_such_as_sympy_become_display_math(tmp_path):
     output = {"output_type": "display_data",
               "data": {"text/latex": "$\\displaystyle \\frac{\\sigma^{2}}{n - d - 1}$", "text/plain": "x"}}
-    assert render.output_markdown(output, {}, tmp_path / "x", None) == "$$\\displaystyle \\frac{\\sigma^{2}}{n - d - 1}$$"
+    assert (jupyter_engine.output_markdown(output, {}, tmp_path / "x", None)
+            == "$$\\displaystyle \\frac{\\sigma^{2}}{n - d - 1}$$")
     rich = {"output_type": "display_data", "data": {"text/latex": "$x$", "text/html": "<b>x</b>"}}
-    assert render.output_markdown(rich, {}, tmp_path / "x", None) == "```{=html}\n<b>x</b>\n```"
+    assert jupyter_engine.output_markdown(rich, {}, tmp_path / "x", None) == "```{=html}\n<b>x</b>\n```"
     cell = nbformat.v4.new_code_cell("df", outputs=[nbformat.v4.new_output("execute_result", rich["data"])])
     cell.metadata["bookrender"] = {"options": {"label": "tbl-df", "tbl-cap": "A frame.", "echo": False}}
-    assert render.cell_markdown(cell, tmp_path, "c") == "::: {#tbl-df}\n\n```{=html}\n<b>x</b>\n```\n\nA frame.\n\n:::"
+    assert (jupyter_engine.cell_markdown(cell, tmp_path, "c")
+            == "::: {#tbl-df}\n\n```{=html}\n<b>x</b>\n```\n\nA frame.\n\n:::")

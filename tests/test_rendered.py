@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bookrender import publish, render
+from bookrender import model, notebooks, publish
 
 pytestmark = pytest.mark.rendered
 
@@ -68,20 +68,21 @@ def test_the_pdf_has_no_escaped_or_unresolved_text(pdf_text):
 
 def inline_numbers(chapter) -> list[str]:
     """The text a reader sees of each numeric inline value of a chapter, from its executed notebook."""
-    book = render.load_book(ROOT, profile=PROFILE)
-    nb, _ = publish.executed(book.chapter(chapter), book, PROFILE, render.DEFAULT_TIMEOUT)
+    book = model.load_book(ROOT, profile=PROFILE)
+    nb, _ = publish.executed(book.chapter(chapter), book, PROFILE, notebooks.DEFAULT_TIMEOUT)
     values = []
     for cell in nb.cells:
         if cell.metadata.get("bookrender", {}).get("role") != "inline":
             continue
-        bundle = next(o["data"][render.INLINE_MIME] for o in cell.outputs if render.INLINE_MIME in o.get("data", {}))
-        text = render.markdown_of_value(bundle).replace("\\%", "%")
+        bundle = next(o["data"][notebooks.INLINE_MIME] for o in cell.outputs
+                      if notebooks.INLINE_MIME in o.get("data", {}))
+        text = notebooks.markdown_of_value(bundle).replace("\\%", "%")
         if re.search(r"\d", text) and "|" not in text and "\n" not in text and "\\" not in text:
             values.append(text)
     return values
 
 
-CHAPTERS = [str(p.relative_to(ROOT)) for p in render.chapters(ROOT)]
+CHAPTERS = [str(p.relative_to(ROOT)) for p in model.chapters(ROOT)]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -108,8 +109,8 @@ def test_every_computed_number_appears_in_the_html_as_formatted(chapter, pages):
 
 def laws_numbers(chapter) -> list[str]:
     """The predicted and fitted entries of a chapter's laws tables, as its executed notebook shows them."""
-    book = render.load_book(ROOT, profile=PROFILE)
-    nb, _ = publish.executed(book.chapter(chapter), book, PROFILE, render.DEFAULT_TIMEOUT)
+    book = model.load_book(ROOT, profile=PROFILE)
+    nb, _ = publish.executed(book.chapter(chapter), book, PROFILE, notebooks.DEFAULT_TIMEOUT)
     values = []
     for cell in nb.cells:
         for output in cell.get("outputs", []):

@@ -1,4 +1,4 @@
--- Quarto's book features for pandoc (the Jupyter engine, `render.page_html`): numbered figures,
+-- Quarto's book features for pandoc (the Jupyter engine, `jupyter_engine.page_html`): numbered figures,
 -- tables and equations, section numbers, @fig-/@tbl-/@eq-/@sec- cross-references across chapters,
 -- callouts, content-visible/-hidden, links to .qmd files. Run before --citeproc.
 -- Metadata in: bookrender-chapter (absent: unnumbered), -page, -profile, -labels (JSON file of the

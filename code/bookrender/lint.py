@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import render
+from . import model, qmd
 
 LABEL = re.compile(r"\{[^{}\n]*?#([^\s{}]+)[^{}\n]*\}")
 DOUBLED = re.compile(r"\b(Figures?|Fig\.|Tables?|Tab\.|Equations?|Eqs?\.|Sections?|Sec\.)\s+\[?@(fig|tbl|eq|sec)-",
@@ -39,13 +39,13 @@ class Findings:
 
 def blank(text: str) -> str:
     """`text` with fenced code, inline code and math replaced by spaces (newlines kept)."""
-    text = render.without_fences(text)
-    spans = [(s, e) for s, e, _, _ in render.code_spans(text)]
+    text = qmd.without_fences(text)
+    spans = [(s, e) for s, e, _, _ in qmd.code_spans(text)]
     chars = list(text)
     for start, end in spans:
         chars[start:end] = [c if c == "\n" else " " for c in text[start:end]]
     text = "".join(chars)
-    for pattern in (render.DISPLAY_MATH, render.INLINE_MATH):
+    for pattern in (qmd.DISPLAY_MATH, qmd.INLINE_MATH):
         text = pattern.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
     return text
 
@@ -59,7 +59,7 @@ def check_label(label, where: str, found: Findings) -> None:
     found.labels.setdefault(label, []).append(where)
 
 
-def check_code(block: render.Block, rel: str, found: Findings) -> None:
+def check_code(block: qmd.Block, rel: str, found: Findings) -> None:
     """Option syntax and the label and captions of one code cell."""
     for line, message in block.problems:
         found.add(f"{rel}:{line}", message)
@@ -82,13 +82,13 @@ FORMATTED = re.compile(r"^(book\.)?fmt\(")
 
 
 # Quarto's inline math, but also when a digit follows: pandoc does not read that as math
-MATH_ANY_END = re.compile(render.INLINE_MATH.pattern.replace("(?!\\d)", ""))
+MATH_ANY_END = re.compile(qmd.INLINE_MATH.pattern.replace("(?!\\d)", ""))
 
 
 def digit_after_math(text: str) -> list[int]:
     """Line offsets where `$...$` closes right before a digit once inline values are in ($\\pm$1.5)."""
-    text = render.without_fences(text)
-    spans = [(s, e) for s, e, content, ticks in render.code_spans(text) if ticks == 1 and render.INLINE_EXPR.match(content)]
+    text = qmd.without_fences(text)
+    spans = [(s, e) for s, e, content, ticks in qmd.code_spans(text) if ticks == 1 and qmd.INLINE_EXPR.match(content)]
     for start, end in reversed(spans):  # an inline value prints digits: stand it in as one
         text = text[:start] + "1" + "\n" * text.count("\n", start, end) + text[end:]
     return [text.count("\n", 0, m.end()) for m in MATH_ANY_END.finditer(text) if text[m.end():m.end() + 1].isdigit()]
@@ -100,19 +100,19 @@ def unformatted_in_math(text: str) -> list[tuple[str, int]]:
     Quarto inserts a plain `str` value markdown-escaped (`0\\.5`), a TeX accent inside math; `fmt`
     returns a `book.Number`, inserted as it is.
     """
-    text, out = render.without_fences(text), []
-    for pattern in (render.DISPLAY_MATH, render.INLINE_MATH):
+    text, out = qmd.without_fences(text), []
+    for pattern in (qmd.DISPLAY_MATH, qmd.INLINE_MATH):
         for m in pattern.finditer(text):
             out += [(expr, text.count("\n", 0, m.start()) + line)
-                    for expr, line in render.inline_expressions(m.group(0)) if not FORMATTED.match(expr)]
+                    for expr, line in qmd.inline_expressions(m.group(0)) if not FORMATTED.match(expr)]
     return out
 
 
-def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found: Findings) -> None:
+def check_markdown(block: qmd.Block, path: Path, root: Path, rel: str, found: Findings) -> None:
     """Labels, references, citations, doubled prefixes and includes of one markdown run."""
     for offset, line in enumerate(block.text.split("\n")):
-        if (m := render.INCLUDE.match(line)):
-            target = render.include_target(m.group(1), path, root)
+        if (m := qmd.INCLUDE.match(line)):
+            target = qmd.include_target(m.group(1), path, root)
             if target.is_file():
                 found.includes.append(target.resolve())
             else:
@@ -136,7 +136,7 @@ def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found:
         for m in DOUBLED.finditer(line):
             found.add(where, f"doubled prefix {m.group(0)!r}: Quarto writes the word itself "
                              f"(write @{m.group(2)}-..., or {m.group(1)} [-@{m.group(2)}-...])")
-        for m in render.CITATION.finditer(line):
+        for m in qmd.CITATION.finditer(line):
             key = m.group(2)
             kind = key.split("-")[0].lower()
             if kind in CROSSREF and "-" in key:
@@ -148,7 +148,7 @@ def check_markdown(block: render.Block, path: Path, root: Path, rel: str, found:
 def check_file(path: Path, root: Path, found: Findings) -> None:
     rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
     try:
-        source = render.read_qmd(path, root, includes=False)
+        source = qmd.read_qmd(path, root, includes=False)
     except (ValueError, OSError) as e:
         found.add(rel, str(e).replace(f"{path}: ", ""))
         return
@@ -175,7 +175,7 @@ def bibliography(config: dict, root: Path, found: Findings) -> dict | None:
         for key in sorted({k for k in keys if keys.count(k) > 1}):
             found.add(name, f"bibliography key {key!r} is defined {keys.count(key)} times")
         try:
-            entries.update(render.read_bib(path))
+            entries.update(qmd.read_bib(path))
         except ValueError as e:
             found.add(name, str(e))
     return entries
@@ -198,10 +198,10 @@ def check_book(root) -> list[str]:
     root = Path(root).resolve()
     found = Findings()
     try:
-        config = render.read_config(root)
+        config = model.read_config(root)
     except (ValueError, OSError) as e:
         return [f"_quarto.yml: {e}"]
-    entries = render.chapter_entries(config)
+    entries = model.chapter_entries(config)
     if not entries:
         found.add("_quarto.yml", "book: chapters lists no file")
     files = []
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
         print(f"lint: error: usage: python -m bookrender.lint [ROOT], got {' '.join(args)}", file=sys.stderr)
         return 2
     try:
-        root = Path(args[0]) if args else render.find_root()
+        root = Path(args[0]) if args else model.find_root()
         if not (root / "_quarto.yml").is_file():
             raise ValueError(f"no _quarto.yml in {root}: give the book's folder")
     except ValueError as e:

@@ -72,6 +72,15 @@ def staging(out: Path) -> Path:
     return stage
 
 
+def prepare(out, root) -> tuple[Path, Path]:
+    """`out` checked (`check_target`) and a staging folder beside it; ValueError naming --output."""
+    out = check_target(out, root)
+    try:
+        return out, staging(out)
+    except OSError as e:
+        raise ValueError(f"--output {out}: cannot write beside it ({e.strerror})") from None
+
+
 def publish(new: Path, out: Path) -> None:
     """Stamp `new` and put it where `out` was; the previous output is removed only after the swap."""
     (new / STAMP).write_text("made by poisonlab render; a later render may replace this folder\n",

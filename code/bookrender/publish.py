@@ -1,7 +1,7 @@
 """The Quarto engine: each chapter executed once, then Quarto renders HTML and PDF from the notebooks.
 
 `quarto render` executes every chapter once per output format. Here each chapter is executed once in
-a Jupyter kernel (`render.build_notebook` + `render.run_notebook`, figures as PNG and PDF, inline
+a Jupyter kernel (`notebooks.build_notebook` + `notebooks.run_notebook`, figures as PNG and PDF, inline
 values recorded as Quarto records them: `user_expressions` on the markdown cell), the executed
 notebooks are cached (keyed by the chapter's text with its includes, the package source, the
 library versions and the profile), and a staged copy of the project whose chapters are these
@@ -26,13 +26,21 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from . import outputs, render
-from .render import Book, Chapter, RenderError, display_path, say
+from . import outputs
+from .model import Book, Chapter, RenderError, load_book, say
+from .notebooks import DEFAULT_TIMEOUT, INLINE_MIME, build_notebook, kernel_env, run_notebook
+from .qmd import display_path
 
 FORMATS = ("retina", "pdf")  # image/png for HTML, application/pdf (vector) for LaTeX
 OUT = "_bookrender_out"  # Quarto's output folder inside the staged project
 ASSETS = {".bib", ".csl", ".css", ".scss", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".lua"}
 NOTEBOOK_FORMAT = 1  # bump when the notebook layout changes: old cached notebooks are misses
+QUARTO_URL = "https://quarto.org/docs/get-started/"
+
+
+def find_quarto() -> str | None:
+    """The `quarto` executable on PATH, or None."""
+    return shutil.which("quarto")
 
 
 def output_dir(root: Path, profile: str) -> Path:
@@ -123,8 +131,8 @@ def executed(chapter: Chapter, book: Book, profile: str, timeout: float, use_cac
             return nbformat.read(path, as_version=4), True
         except Exception:  # a damaged file is a miss
             pass
-    nb = render.build_notebook(chapter, book.config, figure=figure_options(book.config), formats=FORMATS)
-    render.run_notebook(nb, chapter.source.path.parent, profile, timeout, chapter.source.path)
+    nb = build_notebook(chapter, book.config, figure=figure_options(book.config), formats=FORMATS)
+    run_notebook(nb, chapter.source.path.parent, profile, timeout, chapter.source.path)
     if use_cache:
         atomic_write(path, nbformat.writes(nb))
     return nb, False
@@ -148,8 +156,8 @@ def quarto_notebook(nb, chapter: Chapter) -> nbformat.NotebookNode:
         if role == "title":
             continue  # the raw front matter cell carries the title
         if role == "inline":
-            bundle = next(o["data"][render.INLINE_MIME] for o in cell.outputs
-                          if render.INLINE_MIME in o.get("data", {}))
+            bundle = next(o["data"][INLINE_MIME] for o in cell.outputs
+                          if INLINE_MIME in o.get("data", {}))
             pending.append({"expression": info["expr"], "result": {"status": "ok", "data": bundle, "metadata": {}}})
             continue
         if cell.cell_type == "markdown":
@@ -260,23 +268,19 @@ def keep_other_formats(old: Path, new: Path) -> None:
 
 
 def quarto_env(profile: str) -> dict:
-    env = render.kernel_env(profile)
+    env = kernel_env(profile)
     env.setdefault("QUARTO_PYTHON", sys.executable)
     return env
 
 
-def render_book(root: Path, profile: str, output=None, timeout: float = render.DEFAULT_TIMEOUT,
+def render_book(root: Path, profile: str, output=None, timeout: float = DEFAULT_TIMEOUT,
                 to=None, use_cache: bool = True) -> Path:
     """Execute every chapter once, render HTML and PDF with Quarto, swap the book in: its folder."""
-    quarto = render.find_quarto()
+    quarto = find_quarto()
     if quarto is None:
-        raise ValueError(f"engine: quarto is not on PATH; install it ({render.QUARTO_URL}) or use --engine jupyter")
-    book = render.load_book(root, profile=profile)
-    out = outputs.check_target(output if output is not None else output_dir(root, profile), root)
-    try:
-        stage = outputs.staging(out)
-    except OSError as e:
-        raise ValueError(f"--output {out}: cannot write beside it ({e.strerror})") from None
+        raise ValueError(f"engine: quarto is not on PATH; install it ({QUARTO_URL}) or use --engine jupyter")
+    book = load_book(root, profile=profile)
+    out, stage = outputs.prepare(output if output is not None else output_dir(root, profile), root)
     try:
         project = stage / "project"
         renamed = stage_project(root, book, project)

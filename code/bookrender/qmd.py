@@ -6,7 +6,7 @@
   and the lint.
 - Bibliography (`read_bib`): a small BibTeX reader (the lint checks cited keys; pandoc formats them).
 
-`render` builds the book, the notebooks and the pages on top of this module.
+`model`, `notebooks` and `jupyter_engine` build the book, the notebooks and the pages on top of this module.
 """
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def test_sections_read_like_attributes_and_are_read_only():
 
 
 def test_the_renderer_passes_the_profile_to_the_kernel():
-    from bookrender import render
+    from bookrender import notebooks
 
-    env = render.kernel_env("quick")
+    env = notebooks.kernel_env("quick")
     assert env["POISONLAB_PROFILE"] == env["QUARTO_PROFILE"] == "quick" and env["TQDM_DISABLE"] == "1"
