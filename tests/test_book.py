@@ -161,7 +161,7 @@ def test_setup_returns_the_active_profile_and_checks_the_chapter(monkeypatch):
 def test_environment_table_lists_versions_and_profile():
     text = book.environment_table(get_profile("quick")).data
     for key in ("| python |", "| torch |", "| numpy |", "| torch threads |", "| profile | quick |",
-                f"| repeats | {get_profile('quick').repeats} |"):
+                f"| repeats (typical sweep) | {get_profile('quick').repeats} |"):
         assert key in text
 
 

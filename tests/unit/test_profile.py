@@ -51,20 +51,42 @@ def test_full_is_at_least_as_large_as_quick():
     assert full.repeats >= quick.repeats and full.points >= quick.points
 
 
-def test_both_profiles_have_the_same_sections_and_keys():
-    quick, full = get_profile("quick"), get_profile("full")
-    assert set(quick.sections) == set(full.sections) >= {"linear", "logistic", "images", "engine"}
-    for section in quick.sections:
-        assert set(quick.sections[section]) == set(full.sections[section]), section
+def chapter_sizes():
+    """(short name, {profile: Sizes}) of every chapter that has a sizes.py."""
+    import importlib
+    import importlib.util
+
+    from poisonlab.lab import experiment
+
+    return [(alias, importlib.import_module(f"{package}.sizes").SIZES) for alias, package in experiment.chapters().items()
+            if importlib.util.find_spec(f"{package}.sizes") is not None]
 
 
-def test_sections_read_like_attributes_and_are_read_only():
-    p = get_profile("quick")
-    assert {"repeats", "points"} <= set(p.linear)  # common sizes reach every section (which may override them)
-    with pytest.raises(TypeError):
-        p.linear["repeats"] = 1
-    with pytest.raises(AttributeError):
-        p.no_such_section
+def test_every_chapter_has_typed_sizes_in_both_profiles():
+    import dataclasses
+
+    found = chapter_sizes()
+    assert {"linear", "logistic", "images"} <= {alias for alias, _ in found}
+    for alias, by_profile in found:
+        quick, full = by_profile["quick"], by_profile["full"]
+        assert type(quick) is type(full) and dataclasses.is_dataclass(quick), alias
+        assert quick.repeats >= 3 and full.repeats >= quick.repeats, alias  # t intervals with >= 2 dof
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            quick.repeats = 1
+        for f in dataclasses.fields(quick):  # every size as its declared kind, in both profiles
+            kind = f.type.split("[")[0].split(" |")[0]
+            for value in (getattr(quick, f.name), getattr(full, f.name)):
+                assert type(value).__name__ == kind or (kind == "float" and isinstance(value, int)), (alias, f.name)
+
+
+def test_sizes_pick_the_profile_and_name_what_is_missing(no_profile_env):
+    by_profile = {"quick": 1, "full": 2}
+    assert profile.sizes(by_profile) == 2 and profile.sizes(by_profile, "quick") == 1
+    assert profile.sizes(by_profile, get_profile("quick")) == 1
+    with pytest.raises(ValueError, match="by_profile must give the sizes of every profile; missing full"):
+        profile.sizes({"quick": 1})
+    with pytest.raises(ValueError, match="profile must be one of"):
+        profile.sizes(by_profile, "huge")
 
 
 def test_the_renderer_passes_the_profile_to_the_kernel():

@@ -26,7 +26,6 @@ def test_train_batched_bit_identical_to_the_closed_trainer(name, recorded, today
 # --------------------------------------------------------------------------------------------------
 # Helpers
 
-import math  # noqa: E402
 
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 

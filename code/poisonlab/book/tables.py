@@ -106,20 +106,25 @@ def environment(profile: Profile | None = None) -> dict:
     env["CPU cores"] = os.cpu_count()
     env["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     env["profile"] = profile.name
-    env["repeats"] = profile.repeats
-    env["grid points"] = profile.points
+    env["repeats (typical sweep)"] = profile.repeats
+    env["grid points (typical sweep)"] = profile.points
     return env
 
 
 def sizes(profile: Profile | None = None) -> dict:
-    """Each chapter's own sweep sizes in `profile` (those that differ from its repeats and grid points)."""
+    """Each chapter's own sweep sizes in `profile` (chapters/<slug>/sizes.py), by the chapter's short name."""
+    import dataclasses
+    import importlib.util
+
+    from ..lab import experiment
+    from ..lab.profile import sizes as sizes_in
+
     profile = profile or get_profile()
     out = {}
-    for section, values in profile.sections.items():
-        own = {k: v for k, v in values.items() if (k, v) not in (("repeats", profile.repeats),
-                                                                ("points", profile.points))}
-        if own:
-            out[section] = ", ".join(f"{k}={v}".replace(" ", "") for k, v in own.items())
+    for alias, package in experiment.chapters().items():
+        if importlib.util.find_spec(f"{package}.sizes") is not None:
+            values = dataclasses.asdict(sizes_in(importlib.import_module(f"{package}.sizes").SIZES, profile))
+            out[alias] = ", ".join(f"{k}={v}".replace(" ", "") for k, v in values.items())
     return out
 
 

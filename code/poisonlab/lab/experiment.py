@@ -148,7 +148,7 @@ def _hashable(v):
 # name `poisonlab run <alias>` takes. Its experiment module registers the experiment when imported, which
 # happens only when it is run (importing it imports torch; `poisonlab --help` stays fast).
 _REGISTRY: dict[str, Experiment] = {}
-_MODULES: dict[str, str] | None = None
+_CHAPTERS: dict[str, str] | None = None
 
 
 def register(experiment: Experiment) -> Experiment:
@@ -156,24 +156,30 @@ def register(experiment: Experiment) -> Experiment:
     return experiment
 
 
-def modules() -> dict[str, str]:
-    """CLI name -> experiment module of every chapter package that has one, in the order of the names."""
-    global _MODULES
-    if _MODULES is None:
+def chapters() -> dict[str, str]:
+    """Short name (ALIAS) -> package of every chapter under poisonlab/chapters, in the order of the names."""
+    global _CHAPTERS
+    if _CHAPTERS is None:
         import pkgutil
 
-        from .. import chapters
+        from .. import chapters as root
 
         found = {}
-        for info in pkgutil.iter_modules(chapters.__path__):
-            package = f"{chapters.__name__}.{info.name}"
+        for info in pkgutil.iter_modules(root.__path__):
+            package = f"{root.__name__}.{info.name}"
             alias = getattr(importlib.import_module(package), "ALIAS", None)
-            if alias and importlib.util.find_spec(f"{package}.experiment") is not None:
-                if alias in found:
-                    raise RuntimeError(f"two chapters take the name {alias!r}: {found[alias]} and {package}")
-                found[alias] = f"{package}.experiment"
-        _MODULES = dict(sorted(found.items()))
-    return _MODULES
+            if alias in found:
+                raise RuntimeError(f"two chapters take the name {alias!r}: {found[alias]} and {package}")
+            if alias:
+                found[alias] = package
+        _CHAPTERS = dict(sorted(found.items()))
+    return _CHAPTERS
+
+
+def modules() -> dict[str, str]:
+    """CLI name -> experiment module of every chapter package that has one."""
+    return {alias: f"{package}.experiment" for alias, package in chapters().items()
+            if importlib.util.find_spec(f"{package}.experiment") is not None}
 
 
 def available() -> list[str]:

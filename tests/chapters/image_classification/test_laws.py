@@ -14,11 +14,10 @@ import pytest
 import sympy as sp
 from scipy import stats as sps
 
-from poisonlab.lab.profile import get_profile
 from poisonlab.chapters.image_classification import laws as I_laws, studies as I_studies, sweeps as I
 from poisonlab.chapters.image_classification import theory as T
 
-S = get_profile("quick").images
+S = I.CHAPTER.sizes("quick")
 K = 10
 
 
@@ -39,7 +38,7 @@ def linear():
 
 @pytest.fixture(scope="module")
 def seeds():
-    return range(S["sweep_repeats"]["linear"])
+    return range(S.sweep_repeats["linear"])
 
 
 def at(rows, alpha):
@@ -122,8 +121,8 @@ def test_target_class_flips_cross_before_the_consistent_threshold(linear, seeds)
 def influence():
     import pandas as pd
 
-    return pd.concat([I_studies.influence_study(seed=s, sizes=S["influence_sizes"], groups=S["influence_groups"])
-                      for s in range(S["influence_seeds"])], ignore_index=True)
+    return pd.concat([I_studies.influence_study(seed=s, sizes=S.influence_sizes, groups=S.influence_groups)
+                      for s in range(S.influence_seeds)], ignore_index=True)
 
 
 def test_single_label_influence_is_exact_to_first_order(influence):
@@ -146,12 +145,12 @@ def test_linearised_refit_predicts_the_accuracy_change(influence):
     tol = max(tol, 1 / 359 / len(diff))
     assert abs(mean) <= tol
     # wrong: "a handful of flips does not change decisions": the max-loss groups' accuracy changes
-    biggest = influence[(influence.m == max(S["influence_sizes"])) & (influence.kind == "max-loss")]
+    biggest = influence[(influence.m == max(S.influence_sizes)) & (influence.kind == "max-loss")]
     assert abs(biggest.actual_accuracy.mean()) > tol
 
 
 def test_max_loss_flips_cost_more_accuracy_and_less_loss_per_label(influence):
-    m = max(S["influence_sizes"])
+    m = max(S.influence_sizes)
     per = influence[influence.m == m].groupby(["seed", "kind"])[["actual_accuracy", "actual_loss"]].mean().unstack()
     # the loss: paired by seed, every seed shows the ordering; the accuracy moves in steps of one test
     # point (1/359), so its ordering is asserted on the mean over seeds
@@ -165,21 +164,21 @@ def test_max_loss_flips_cost_more_accuracy_and_less_loss_per_label(influence):
 
 @pytest.fixture(scope="module")
 def knn():
-    return I_studies.knn_filter_rates(S["knn_alphas"], range(S["knn_seeds"]), k=S["knn_k"])
+    return I_studies.knn_filter_rates(S.knn_alphas, range(S.knn_seeds), k=S.knn_k)
 
 
 def test_knn_filter_discards_clean_points_as_predicted(knn):
-    a = max(S["knn_alphas"])
+    a = max(S.knn_alphas)
     rows = knn[np.isclose(knn.alpha, a)]
     mean, tol = band(rows.discard_clean)
     predicted = rows.discard_clean_pred.mean()
     assert abs(mean - predicted) <= tol
-    wrong = knn[np.isclose(knn.alpha, sorted(S["knn_alphas"])[-2])].discard_clean_pred.mean()
+    wrong = knn[np.isclose(knn.alpha, sorted(S.knn_alphas)[-2])].discard_clean_pred.mean()
     assert abs(mean - wrong) > tol             # wrong: the prediction of a smaller alpha
 
 
 def test_knn_filter_catches_flipped_points_as_predicted(knn):
-    a = max(S["knn_alphas"])
+    a = max(S.knn_alphas)
     rows = knn[np.isclose(knn.alpha, a)]
     mean, tol = band(rows.catch_flipped)
     # the catch rate is close to 1, where the spread over seeds can be 0: one flipped point of a
@@ -197,10 +196,10 @@ def test_knn_filter_catches_flipped_points_as_predicted(knn):
 def memo():
     import pandas as pd
 
-    return pd.concat([I_studies.memorisation(range(S["memo_seeds"]), S["memo_alphas"], model=m, hidden=h,
-                                     epochs=S["memo_epochs"], lr=S["memo_lr"][m], batch_size=S["memo_batch_size"],
+    return pd.concat([I_studies.memorisation(range(S.memo_seeds), S.memo_alphas, model=m, hidden=h,
+                                     epochs=S.memo_epochs, lr=S.memo_lr[m], batch_size=S.memo_batch_size,
                                      early_stopping=True)
-                      for m, h in (("linear", None), ("mlp", [S["memo_hidden"]]))], ignore_index=True)
+                      for m, h in (("linear", None), ("mlp", [S.memo_hidden]))], ignore_index=True)
 
 
 def test_poisoned_heldout_accuracy_is_affine_in_the_clean_one(memo):

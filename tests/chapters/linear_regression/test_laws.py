@@ -23,8 +23,8 @@ from poisonlab.lab.profile import get_profile
 from poisonlab.chapters.linear_regression import theory
 
 PROFILE = get_profile("quick")
-Z = PROFILE.linear
-N = theory.n_train(Z["n"])
+Z = lin._sizes(PROFILE)
+N = theory.n_train(Z.n)
 P = theory.poisoned_fraction(lin.ALPHA, N)
 
 

@@ -220,13 +220,13 @@ def test_jackknife_of_a_mean_is_the_t_interval():
 
 
 def test_specs_cover_the_sweeps_and_resolve():
-    for name in L.SWEEPS:
-        sp = L.spec(name, "quick")
-        assert set(sp) == {"grid", "fixed", "repeats", "seed"} and sp["repeats"] >= 2
-        L_exp.EXPERIMENT.resolve(**sp["fixed"], **{k: v[0] for k, v in sp["grid"].items()})
-    assert len(L.sweeps_table("quick")) == len(L.SWEEPS)
+    for name in L.CHAPTER.specs("quick"):
+        sp = L.CHAPTER.spec(name, "quick")
+        assert sp.repeats >= 2 and sp.runs == sp.repeats * int(np.prod([len(v) for v in sp.grid.values()]))
+        L_exp.EXPERIMENT.resolve(**sp.fixed, **{k: v[0] for k, v in sp.grid.items()})
+    assert len(L.CHAPTER.sweeps_table("quick")) == len(L.CHAPTER.specs("quick"))
     with pytest.raises(ValueError, match="name"):
-        L.spec("no-such-sweep")
+        L.CHAPTER.spec("no-such-sweep")
 
 
 @pytest.mark.parametrize("changes, name", [

@@ -23,7 +23,7 @@ from poisonlab.lab.profile import get_profile
 from poisonlab.chapters.logistic_regression import theory as T
 
 PROFILE = get_profile("quick")
-S = PROFILE.logistic
+S = L_laws.CHAPTER.sizes(PROFILE)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def wrong(name: str) -> float:
     if name == "mirror":  # no reversal above 1/2: acc(alpha) + acc(1 - alpha) ~ 2 acc(0) ~ 2
         return 2.0
     if name == "norm":  # the small-alpha asymptote pi / sqrt(12 alpha) taken as the norm at every alpha
-        a = np.array(S["norm_alphas"])
+        a = np.array(S.norm_alphas)
         return float(np.mean(T.weight_norm_asymptote(a) / T.flip_weight_norm(a)))
     if name == "norm-exponent":  # the asymptote's exponent -1/2 taken as exact on the grid
         return -0.5
@@ -59,10 +59,10 @@ def wrong(name: str) -> float:
     if name == "rate-d":  # an error growing linearly with the dimension
         return 1.0
     if name == "rate-constant":  # the error of the tilt alone, (1/pi) E[angle], forgetting the intercept
-        dims = [2] * len(S["ns"]) + list(S["dims"])
+        dims = [2] * len(S.ns) + list(S.dims)
         return float(np.mean([T.dimension_factor(d) / _mean_chi(d - 1) for d in dims]))
     if name in ("knn-flipped", "knn-clean"):  # "at least half" instead of "more than half" of the neighbours
-        a, k = max(S["knn_alphas"]), S["knn_k"]
+        a, k = max(S.knn_alphas), S.knn_k
         p = 1 - a if name == "knn-flipped" else a
         return float(sps.binom.sf(math.ceil(k / 2) - 1, k, p))
     raise KeyError(name)

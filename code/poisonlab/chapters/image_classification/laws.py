@@ -68,12 +68,12 @@ def fit_two_class_law(rows: pd.DataFrame, share: float):
 
 
 def law_points(model: str, S, seed: int = 1000, cache: bool = True):
-    """Random flips at alpha = 0, (K-1)/K and 1 with S["law_repeats"][model] fresh seeds: the points of the exact laws."""
+    """Random flips at alpha = 0, (K-1)/K and 1 with S.law_repeats[model] fresh seeds: the points of the exact laws."""
     from ...lab import sweep
 
-    return sweep.run(EXPERIMENT, grid={"alpha": [0.0, theory.threshold(10), 1.0]}, repeats=S["law_repeats"][model],
-                     seed=seed, fixed={"model": model, "epochs": S["epochs"][model],
-                                       "batch_size": S["batch_size"][model], "flip": "random"},
+    return sweep.run(EXPERIMENT, grid={"alpha": [0.0, theory.threshold(10), 1.0]}, repeats=S.law_repeats[model],
+                     seed=seed, fixed={"model": model, "epochs": S.epochs[model],
+                                       "batch_size": S.batch_size[model], "flip": "random"},
                      cache=cache, progress=False)
 
 

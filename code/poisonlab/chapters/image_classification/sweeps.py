@@ -11,8 +11,13 @@ import pandas as pd
 from ... import attacks, stats, validate
 from ...lab import sweep
 from . import theory
+from ...lab.chapter import Chapter
 from .experiment import DEFENSES, EXPERIMENT, FLIPS, make_data
+from .sizes import SIZES
 from .studies import _resolve
+
+# the chapter's sizes; its sweeps are per model and attack (attack_sweeps, defense_sweeps), run with them
+CHAPTER = Chapter(EXPERIMENT, SIZES)
 
 
 def class_share(classes, seeds, reduce: str = "min", **params) -> float:
@@ -36,15 +41,15 @@ def pair_alphas(fractions, seeds, pair=(1, 7), **params) -> list:
 def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
     """The four attacks' alpha sweeps of one model with the chapter's sizes S (profile section): flip -> SweepResult."""
 
-    R = S["sweep_repeats"][model]
-    stride = S["alpha_stride"][model]
-    fixed = {"model": model, "epochs": S["epochs"][model], "batch_size": S["batch_size"][model]}
+    R = S.sweep_repeats[model]
+    stride = S.alpha_stride[model]
+    fixed = {"model": model, "epochs": S.epochs[model], "batch_size": S.batch_size[model]}
     seeds = range(seed, seed + R)
-    grids = {"random": S["random_alphas"], "max-loss": S["maxloss_alphas"], "target-class": S["target_alphas"],
-             "pair": pair_alphas(S["pair_fractions"], seeds)}
+    grids = {"random": S.random_alphas, "max-loss": S.maxloss_alphas, "target-class": S.target_alphas,
+             "pair": pair_alphas(S.pair_fractions, seeds)}
     # thinning keeps the points the chapter reads: no flips, the random-flip threshold, alpha = 1 and
     # the small alpha at which random and max-loss flips are compared per label
-    keep = {"random": {0.0, theory.threshold(10), 1.0, S["damage_alpha"]}, "max-loss": {0.0, S["damage_alpha"]}}
+    keep = {"random": {0.0, theory.threshold(10), 1.0, S.damage_alpha}, "max-loss": {0.0, S.damage_alpha}}
     grids = {flip: [a for i, a in enumerate(alphas) if i % stride == 0 or a in keep.get(flip, {0.0})]
              for flip, alphas in grids.items()}
     return {flip: sweep.run(EXPERIMENT, grid={"alpha": alphas}, repeats=R, seed=seed,
@@ -75,14 +80,14 @@ def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:
 
 
 def defense_sweeps(S, seed: int = 0, cache: bool = True) -> pd.DataFrame:
-    """Rows of every defence x attack x alpha x repeat for the models of S["defense_alphas"] (pair: alpha
+    """Rows of every defence x attack x alpha x repeat for the models of S.defense_alphas (pair: alpha
     capped at 90% of the pair's share), each with the undefended run's accuracy of the same seed."""
 
-    R = S["defense_repeats"]
+    R = S.defense_repeats
     pair_max = 0.9 * class_share((1, 7), range(seed, seed + R))
     frames = []
-    for model, alphas in S["defense_alphas"].items():
-        fixed = {"model": model, "epochs": S["epochs"][model], "batch_size": S["batch_size"][model]}
+    for model, alphas in S.defense_alphas.items():
+        fixed = {"model": model, "epochs": S.epochs[model], "batch_size": S.batch_size[model]}
         for flip in FLIPS:
             grid_alphas = sorted({round(min(a, pair_max), 4) for a in alphas}) if flip == "pair" else list(alphas)
             res = sweep.run(EXPERIMENT, grid={"defense": list(DEFENSES), "alpha": grid_alphas}, repeats=R, seed=seed,

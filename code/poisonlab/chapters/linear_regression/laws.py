@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from ... import stats
+from ...lab.profile import get_profile
 from . import theory
 from .experiment import EXPERIMENT
 from .sweeps import (
-    exponent, FAR_MU, grids, jackknife, m_prediction, MU, _N, predict_grid, predicted, run_sweep,
+    exponent, FAR_MU, grids, jackknife, m_prediction, MU, _N, predict_grid, predicted, CHAPTER,
     setting, SIGMA, _sizes, slope
 )
 from .studies import forgetting, half_lives, ols_monte_carlo, trimming
@@ -33,7 +34,7 @@ def law(name: str, profile=None):
     """The law `name` of the chapter (see LAWS) as a stats.Law: prediction against measurement with a 95% CI."""
     if name not in LAWS:
         raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
-    return LAWS[name](profile)
+    return CHAPTER.memo(("law", name, get_profile(profile).name), lambda: LAWS[name](profile))
 
 
 def _unbiased(profile):
@@ -50,22 +51,22 @@ def _covariance(profile):
 
 
 def _floor(profile):
-    res = run_sweep("floor", profile)
+    res = CHAPTER.sweep("floor", profile)
     f = _ratio_to("exact_gap_sq", res, "lr", {})
     est = jackknife(res, "lr", lambda r: r["exact_gap"] ** 2, f)
     return _law("SGD noise floor with reshuffled epochs, eq. (floor)", 1.0, est, "mean of measured/predicted ‖θ_SGD − θ̂‖² over γ")
 
 
 def _intercept_shift(profile):
-    res = run_sweep("alpha", profile)
-    N = theory.n_train(_sizes(profile)["n"])
+    res = CHAPTER.sweep("alpha", profile)
+    N = theory.n_train(_sizes(profile).n)
     p_of = lambda xs: theory.poisoned_fraction(xs, N)
     est = jackknife(res, "alpha", "intercept_bias", lambda xs, ys: slope(p_of(xs), ys), where={"solver": "sgd"})
     return _law("the intercept moves by p μ_η", MU, est, "slope of b̂ − b against p (SGD)")
 
 
 def _noise_variance(profile):
-    res = run_sweep("alpha", profile)
+    res = CHAPTER.sweep("alpha", profile)
     f = _ratio_to("train_mse", res, "alpha", {"solver": "exact"})
     est = jackknife(res, "alpha", "train_mse", f, where={"solver": "exact"})
     return _law("effective noise σ² + p σ_η² + p(1−p) μ_η²", 1.0, est, "mean of measured/predicted training MSE over α")
@@ -80,20 +81,20 @@ def _excess_exponent(res, x, where, xform=lambda v: v, xmin=0.0):
 
 
 def _mu_exponent(profile):
-    res = run_sweep("mean", profile)
+    res = CHAPTER.sweep("mean", profile)
     return _law("R(μ_η) − R(0) ∝ μ_η^k", 2.0, _excess_exponent(res, "eta_mean", {}), "fitted exponent (SGD)")
 
 
 def _variance_exponent(profile):
-    res = run_sweep("variance", profile)
+    res = CHAPTER.sweep("variance", profile)
     return _law("centred η: R(σ_η) − R(0) ∝ (σ_η²)^k", 1.0,
                 _excess_exponent(res, "eta_std", {"eta_mean": 0.0}, lambda s: s**2, xmin=4.0),
                 "fitted exponent over σ_η ≥ 4 (SGD)")
 
 
 def _alpha_exponent(profile):
-    res = run_sweep("alpha", profile)
-    N = theory.n_train(_sizes(profile)["n"])
+    res = CHAPTER.sweep("alpha", profile)
+    N = theory.n_train(_sizes(profile).n)
     xform = lambda a: theory.poisoned_fraction(a, N)
     est = _excess_exponent(res, "alpha", {"solver": "sgd"}, xform)
     xs = np.array(grids(profile)["alpha"][0]["alpha"])
@@ -109,7 +110,7 @@ def weighted_exponent(xs, ys) -> float:
 
 
 def _dimension(profile):
-    res = run_sweep("dimension", profile)
+    res = CHAPTER.sweep("dimension", profile)
     sq = lambda r: r["weight_error"] ** 2
     est = jackknife(res, "dim", sq, weighted_exponent, where={"solver": "exact"})
     xs = np.array(grids(profile)["dimension"][0]["dim"], dtype=float)
@@ -119,13 +120,13 @@ def _dimension(profile):
 
 
 def _outputs(profile):
-    res = run_sweep("outputs", profile)
+    res = CHAPTER.sweep("outputs", profile)
     est = jackknife(res, "out_dim", lambda r: r["param_error"] ** 2, exponent, where={"solver": "exact"})
     return _law("‖θ̂ − θ‖² ∝ m^k, test MSE flat in m", 1.0, est, "fitted exponent (exact OLS)")
 
 
 def _little(profile):
-    res = run_sweep("little", profile)
+    res = CHAPTER.sweep("little", profile)
     d = 10
     # heavy inverse-Wishart tails near N = d + 2 make the mean of a few repeats unreliable: N >= 3d
     where = {"solver": "exact", "n": lambda n: theory.n_train(n) >= 3 * d}
@@ -136,7 +137,7 @@ def _little(profile):
 
 def _breakdown(loss):
     def f(profile):
-        res = run_sweep("breakdown", profile)
+        res = CHAPTER.sweep("breakdown", profile)
         pred = m_prediction("bias", "alpha", profile, loss=loss, eta_mean=FAR_MU)
         # a ratio of means: small alpha (tiny bias, same noise) would dominate a mean of ratios
         est = jackknife(res, "alpha", "intercept_bias", lambda xs, ys: float(np.mean(ys) / np.mean(pred(xs))),
@@ -148,7 +149,7 @@ def _breakdown(loss):
 
 def _efficiency(loss):
     def f(profile):
-        res = run_sweep("efficiency", profile)
+        res = CHAPTER.sweep("efficiency", profile)
         config = EXPERIMENT.resolve(**setting(profile, **grids(profile)["efficiency"][1]))
         N, d = _N(config), config["dim"]
         V = theory.asymptotic_variance(loss, 0.0, 0.0, 0.0, SIGMA, config["huber_delta"])
@@ -165,7 +166,7 @@ def _efficiency(loss):
 
 
 def _huber_risk(profile):
-    res = run_sweep("huber-delta", profile)
+    res = CHAPTER.sweep("huber-delta", profile)
     pred = m_prediction("risk", "huber_delta", profile, **grids(profile)["huber-delta"][1])
     est = jackknife(res, "huber_delta", "excess_risk", lambda xs, ys: float(np.mean(ys / pred(xs))))
     return _law("Huber's risk c(δ)² + (d+1)V(δ)/N", 1.0, est, "mean of measured/predicted excess risk over δ (exact)")

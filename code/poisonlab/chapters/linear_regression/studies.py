@@ -3,6 +3,7 @@ of the poison by continued training, trimmed least squares.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -24,7 +25,7 @@ def _memo(fn):
 
     @functools.wraps(fn)
     def wrapper(profile=None, seed: int = 0, **kw):
-        key = (fn.__name__, json.dumps(_sizes(profile), sort_keys=True), seed, json.dumps(kw, sort_keys=True, default=str))
+        key = (fn.__name__, json.dumps(dataclasses.asdict(_sizes(profile)), sort_keys=True), seed, json.dumps(kw, sort_keys=True, default=str))
         if key not in _STUDIES:
             _STUDIES[key] = fn(profile, seed, **kw)
         return _STUDIES[key]
@@ -40,7 +41,7 @@ def ols_monte_carlo(profile=None, seed: int = 0) -> dict:
     theta_hat, the predicted covariance, and z.
     """
     z = _sizes(profile)
-    n, draws, d = z["mc_n"], z["mc_draws"], 2
+    n, draws, d = z.mc_n, z.mc_draws, 2
     ds = data.make_linear(n, d, 1, 0.0, seed=seed, test_fraction=0.0)  # noise-free design and labels
     g = data.generator(seed + 1)
     eps = torch.randn(draws, ds.n_train, 1, generator=g) * SIGMA
@@ -64,7 +65,7 @@ def forgetting(profile=None, seed: int = 0, lrs=(0.005, 0.01, 0.02, 0.05, 0.1)) 
     b1* is the exact least-squares intercept on the poisoned set (mean over outputs).
     """
     z = _sizes(profile)
-    R, steps = z["repeats"], z["forget_steps"]
+    R, steps = z.repeats, z.forget_steps
     configs = [EXPERIMENT.resolve(**setting(profile, lr=lr), seed=seed + r) for lr in lrs for r in range(R)]
     pairs = [make_data(c) for c in configs]
     X = torch.stack([p.X_train for _, p in pairs])
@@ -136,10 +137,10 @@ def trimming(profile=None, seed: int = 0, eta_means=(MU, FAR_MU)):
     import pandas as pd
 
     z = _sizes(profile)
-    trims = _lin(0, 0.5, z["points"])
+    trims = _lin(0, 0.5, z.points)
     out = []
     for mu in eta_means:
-        configs = [EXPERIMENT.resolve(**setting(profile, eta_mean=mu), seed=seed + r) for r in range(z["repeats"])]
+        configs = [EXPERIMENT.resolve(**setting(profile, eta_mean=mu), seed=seed + r) for r in range(z.repeats)]
         pairs = [make_data(c) for c in configs]
         X = torch.stack([p.X_train for _, p in pairs])
         Y = torch.stack([p.y_train for _, p in pairs])

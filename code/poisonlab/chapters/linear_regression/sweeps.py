@@ -10,9 +10,10 @@ import numpy as np
 from scipy import stats as sps
 
 from ... import stats, validate
-from ...lab import sweep as _sweep
-from ...lab.profile import get_profile
+from ...lab.chapter import Chapter, SweepSpec
+from ...lab.profile import sizes
 from . import theory
+from .sizes import SIZES, Sizes
 from .experiment import EXPERIMENT, LOSSES, PARAMS
 
 
@@ -21,16 +22,18 @@ SIGMA, ALPHA, MU, S = 1.0, 0.3, 5.0, 5.0
 FAR_MU = 50.0  # "very far" poison: every poisoned residual is clipped by L1 and Huber
 
 
-def _sizes(profile=None) -> dict:
-    profile = get_profile() if profile is None else (get_profile(profile) if isinstance(profile, str) else profile)
-    return dict(profile.linear)
+def _sizes(profile=None) -> Sizes:
+    return sizes(SIZES, profile)
 
 
 def setting(profile=None, **changes) -> dict:
     """The chapter's configuration (poisoned setting, training sizes of the profile), with `changes`."""
-    z = _sizes(profile)
-    base = dict(n=z["n"], noise_std=SIGMA, alpha=ALPHA, eta_mean=MU, eta_std=S, epochs=z["epochs"],
-                lr=z["lr"], batch_size=z["batch_size"])
+    return _setting(_sizes(profile), **changes)
+
+
+def _setting(z: Sizes, **changes) -> dict:
+    base = dict(n=z.n, noise_std=SIGMA, alpha=ALPHA, eta_mean=MU, eta_std=S, epochs=z.epochs,
+                lr=z.lr, batch_size=z.batch_size)
     unknown = set(changes) - {p.name for p in PARAMS}
     if unknown:
         raise ValueError(f"changes has unknown parameter {sorted(unknown)[0]!r}")
@@ -47,22 +50,25 @@ def _lin(lo, hi, k):
 
 def grids(profile=None) -> dict:
     """name -> (grid, fixed changes to the setting) of every sweep in the chapter."""
-    z = _sizes(profile)
-    k = z["points"]
+    return _grids(_sizes(profile))
+
+
+def _grids(z: Sizes) -> dict:
+    k = z.points
     both = ["sgd", "exact"]
     return {
         "centring": ({"eta_mean": [0.0, MU], "alpha": _lin(0, 0.5, k)}, {}),
         "variance": ({"eta_mean": [0.0, MU], "eta_std": [0.0, *_geom(1, 64, k - 1)]}, {}),
         "alpha": ({"alpha": _lin(0, 1, k), "solver": both}, {}),
         "mean": ({"eta_mean": [0.0, *_geom(2, 64, k - 1)]}, {}),
-        "training": ({"epochs": z["epochs_grid"], "lr": [0.002, 0.01, 0.05, 0.2]}, {}),
+        "training": ({"epochs": z.epochs_grid, "lr": [0.002, 0.01, 0.05, 0.2]}, {}),
         # m = 8 outputs average the floor over 8 independent problems; lr/m is each one's step
         "floor": ({"lr": _geom(0.08, 1.6, k)}, {"out_dim": 8}),
-        "dimension": ({"dim": z["dims"], "solver": both}, {}),
-        "outputs": ({"out_dim": z["out_dims"], "solver": both}, {}),
-        "loss": ({"loss": list(LOSSES), "eta_mean": z["loss_mus"], "solver": both}, {}),
+        "dimension": ({"dim": z.dims, "solver": both}, {}),
+        "outputs": ({"out_dim": z.out_dims, "solver": both}, {}),
+        "loss": ({"loss": list(LOSSES), "eta_mean": z.loss_mus, "solver": both}, {}),
         # more Huber thresholds on the same poisoned data (same seeds), delta = 1 being in "loss"
-        "huber-thresholds": ({"huber_delta": [0.25, 4.0], "eta_mean": z["loss_mus"], "solver": both},
+        "huber-thresholds": ({"huber_delta": [0.25, 4.0], "eta_mean": z.loss_mus, "solver": both},
                              {"loss": "huber"}),
         # light poison, where Huber's delta has an interior optimum; 5 x 2 coefficients per repeat
         "huber-delta": ({"huber_delta": _geom(0.1, 20, k)}, {"loss": "huber", "solver": "exact", "alpha": 0.05,
@@ -70,25 +76,25 @@ def grids(profile=None) -> dict:
         "breakdown": ({"loss": list(LOSSES), "alpha": _lin(0.05, 0.45, k)}, {"eta_mean": FAR_MU, "solver": "exact"}),
         "efficiency": ({"loss": list(LOSSES)}, {"alpha": 0.0, "dim": 8, "out_dim": 4, "huber_delta": 1.345,
                                                 "solver": "exact"}),
-        "little": ({"n": z["little_n"], "solver": both}, {"dim": 10, "epochs": z["little_epochs"]}),
-        "hidden": ({"hidden": [tuple(h) for h in z["hidden"]], "alpha": [0.0, ALPHA]},
-                   {"epochs": z["hidden_epochs"], "batch_size": z["hidden_batch"]}),
-        "continue": ({"continue_from_clean": [False, True], "epochs": [e for e in z["epochs_grid"] if e <= 10]},
+        "little": ({"n": z.little_n, "solver": both}, {"dim": 10, "epochs": z.little_epochs}),
+        "hidden": ({"hidden": [tuple(h) for h in z.hidden], "alpha": [0.0, ALPHA]},
+                   {"epochs": z.hidden_epochs, "batch_size": z.hidden_batch}),
+        "continue": ({"continue_from_clean": [False, True], "epochs": [e for e in z.epochs_grid if e <= 10]},
                      {"lr": 0.01}),
     }
 
 
-def run_sweep(name: str, profile=None, seed: int = 0) -> "_sweep.SweepResult":
-    """One of the chapter's sweeps (see `grids`): every grid point x the profile's repeats, cached."""
-    table = grids(profile)
-    if name not in table:
-        raise ValueError(f"name must be one of {', '.join(table)}; got {name!r}")
-    grid, changes = table[name]
-    fixed = {k: v for k, v in setting(profile, **changes).items() if k not in grid}
-    z = _sizes(profile)
-    # a sweep may have its own repeats (<name>_repeats): little data is cheap and heavy-tailed
-    repeats = z.get(f"{name}_repeats", z["repeats"])
-    return _sweep.run(EXPERIMENT, grid=grid, repeats=repeats, seed=seed, fixed=fixed, progress=False)
+def _sweeps(z: Sizes) -> dict[str, SweepSpec]:
+    """Every sweep of the chapter (see `grids`) with the setting it fixes and its repeats."""
+    out = {}
+    for name, (grid, changes) in _grids(z).items():
+        fixed = {k: v for k, v in _setting(z, **changes).items() if k not in grid}
+        # a sweep may have its own repeats (<name>_repeats): little data is cheap and heavy-tailed
+        out[name] = SweepSpec(grid, fixed, getattr(z, f"{name}_repeats", z.repeats))
+    return out
+
+
+CHAPTER = Chapter(EXPERIMENT, SIZES, _sweeps)
 
 
 def summarize(result, by, where=None, **derived):
@@ -249,8 +255,8 @@ def loss_fits(profile=None):
     """
     import pandas as pd
 
-    loss = summarize(run_sweep("loss", profile), ["loss", "huber_delta", "solver", "eta_mean"])
-    more = summarize(run_sweep("huber-thresholds", profile), ["loss", "huber_delta", "solver", "eta_mean"])
+    loss = summarize(CHAPTER.sweep("loss", profile), ["loss", "huber_delta", "solver", "eta_mean"])
+    more = summarize(CHAPTER.sweep("huber-thresholds", profile), ["loss", "huber_delta", "solver", "eta_mean"])
     table = pd.concat([loss, more], ignore_index=True)
     table["fit"] = [f"huber δ={dl:g}" if l == "huber" else l for l, dl in zip(table["loss"], table["huber_delta"])]
     return table

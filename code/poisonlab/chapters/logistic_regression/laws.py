@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from ... import stats
+from ...lab.profile import get_profile
 from .sweeps import (
-    ALPHA1, _curve, _exponent, jackknife, _memo, _per_seed, run_sweep, _sizes, _slope, _with_error
+    ALPHA1, CHAPTER, _curve, _exponent, jackknife, _per_seed, _slope, _with_error
 )
 from .studies import default_population, evasion_study, knn_study
 
@@ -80,16 +81,16 @@ def point_law(result, predicted: float, statement: str, metric: str = "expected_
 
 
 def _law_mirror(profile):
-    return symmetry_law(run_sweep("alpha", profile))
+    return symmetry_law(CHAPTER.sweep("alpha", profile))
 
 
 def _law_norm(profile):
-    return norm_ratio_law(run_sweep("norm", profile))
+    return norm_ratio_law(CHAPTER.sweep("norm", profile))
 
 
 def _law_norm_exponent(profile):
-    _, S = _sizes(profile)
-    return norm_exponent_law(run_sweep("norm", profile), S["norm_small"])
+    S = CHAPTER.sizes(profile)
+    return norm_exponent_law(CHAPTER.sweep("norm", profile), S.norm_small)
 
 
 def _law_mixture(profile):
@@ -97,13 +98,13 @@ def _law_mixture(profile):
 
     mixture, w = default_population()
     pop = float(theory.population_curve("random", [ALPHA1], mixture, w)[0][0])
-    _, S = _sizes(profile)
-    return point_law(run_sweep("mixture-law", profile), pop,
-                     f"mixture, random flips: accuracy = population fit's (n = {S['mixture_law_n']})", alpha=ALPHA1)
+    S = CHAPTER.sizes(profile)
+    return point_law(CHAPTER.sweep("mixture-law", profile), pop,
+                     f"mixture, random flips: accuracy = population fit's (n = {S.mixture_law_n})", alpha=ALPHA1)
 
 
 def _law_strip(profile):
-    rows = _with_error(run_sweep("strip-law", profile).rows)
+    rows = _with_error(CHAPTER.sweep("strip-law", profile).rows)
     est = jackknife(rows, lambda r: _slope(*(lambda g: (g["strip_mass"], g["error"]))(
         r.groupby("alpha")[["strip_mass", "error"]].mean())))
     return stats.Law("one-sided strip flips: error = strip mass M (square)", 1.0, *est,
@@ -113,23 +114,23 @@ def _law_strip(profile):
 def _law_reversal_maxloss(profile):
     from . import theory
 
-    return crossing_law(run_sweep("reversal-maxloss", profile), theory.reversal_alpha("max-loss"),
+    return crossing_law(CHAPTER.sweep("reversal-maxloss", profile), theory.reversal_alpha("max-loss"),
                         "Gaussian, max-loss flips reverse at erfc(√log 2)")
 
 
 def _law_reversal_boundary(profile):
     from . import theory
 
-    _, S = _sizes(profile)
-    return crossing_law(run_sweep("reversal-boundary", profile), theory.reversal_alpha("boundary", S["gauss_margin"]),
-                        f"Gaussian, both-sided flips within m = {S['gauss_margin']} reverse at α_rev(m)")
+    S = CHAPTER.sizes(profile)
+    return crossing_law(CHAPTER.sweep("reversal-boundary", profile), theory.reversal_alpha("boundary", S.gauss_margin),
+                        f"Gaussian, both-sided flips within m = {S.gauss_margin} reverse at α_rev(m)")
 
 
 def _law_reversal_mixture(profile):
     from . import theory
 
     mixture, w = default_population()
-    return crossing_law(run_sweep("maxloss", profile), theory.population_reversal("max-loss", mixture, w),
+    return crossing_law(CHAPTER.sweep("maxloss", profile), theory.population_reversal("max-loss", mixture, w),
                         "mixture, max-loss flips reverse where the population fit does", reference="true")
 
 
@@ -147,7 +148,7 @@ def _law_evasion(profile):
 
 
 def _law_rate_n(profile):
-    rows = _with_error(run_sweep("n-exact", profile).rows)
+    rows = _with_error(CHAPTER.sweep("n-exact", profile).rows)
     est = jackknife(rows, lambda r: _exponent(*_curve(r, "n_train", "error")))
     return stats.Law("random flips: error ∝ n^(−1/2) (Gaussian, MLE)", -0.5, *est,
                     how="fitted log-log exponent, jackknife over repeats")
@@ -156,10 +157,10 @@ def _law_rate_n(profile):
 def _law_rate_d(profile):
     from . import theory
 
-    _, S = _sizes(profile)
-    rows = _with_error(run_sweep("dim-exact", profile).rows)
+    S = CHAPTER.sizes(profile)
+    rows = _with_error(CHAPTER.sweep("dim-exact", profile).rows)
     est = jackknife(rows, lambda r: _exponent(*_curve(r, "dim", "error")))
-    predicted = theory.rate_exponent(S["dims"], theory.dimension_factor(S["dims"]))
+    predicted = theory.rate_exponent(S.dims, theory.dimension_factor(S.dims))
     return stats.Law("random flips: error ∝ h(d) ≈ √d (Gaussian, MLE)", predicted, *est,
                     how="fitted log-log exponent (prediction: slope of h(d) on the grid), jackknife over repeats")
 
@@ -167,10 +168,10 @@ def _law_rate_d(profile):
 def _law_rate_constant(profile):
     from . import theory
 
-    _, S = _sizes(profile)
-    rows = pd.concat([_with_error(run_sweep(name, profile).rows) for name in ("n-exact", "dim-exact")],
+    S = CHAPTER.sizes(profile)
+    rows = pd.concat([_with_error(CHAPTER.sweep(name, profile).rows) for name in ("n-exact", "dim-exact")],
                      ignore_index=True)
-    rows = rows.assign(predicted=theory.predicted_error(S["rate_alpha"], rows["n_train"].to_numpy(),
+    rows = rows.assign(predicted=theory.predicted_error(S.rate_alpha, rows["n_train"].to_numpy(),
                                                         rows["dim"].to_numpy()))
 
     def ratio(r):
@@ -184,14 +185,14 @@ def _law_knn(flipped: bool):
     def law(profile):
         from . import theory
 
-        _, S = _sizes(profile)
-        a = max(S["knn_alphas"])
+        S = CHAPTER.sizes(profile)
+        a = max(S.knn_alphas)
         col = "flipped_far" if flipped else "clean_far"
         study = knn_study(profile)
         mean, lo, hi = stats.mean_ci(study.loc[np.isclose(study["alpha"], a), col])
         what = "flipped points dropped = P(Bin(k, 1−α) > k/2)" if flipped else "clean points dropped = P(Bin(k, α) > k/2)"
         return stats.Law(f"kNN filter far from the boundary: {what}",
-                        theory.knn_flag_probability(a, S["knn_k"], 0.5, flipped), mean, lo, hi,
+                        theory.knn_flag_probability(a, S.knn_k, 0.5, flipped), mean, lo, hi,
                         how=f"mean at α = {a}, t-CI over repeats")
     return law
 
@@ -209,5 +210,5 @@ def law(name: str, profile=None) -> stats.Law:
     """The law `name` of the chapter (see LAWS): prediction against measurement with a 95% CI."""
     if name not in LAWS:
         raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
-    profile, _ = _sizes(profile)
-    return _memo(("law", name, profile.name), lambda: LAWS[name](profile))
+    profile = get_profile(profile)
+    return CHAPTER.memo(("law", name, profile.name), lambda: LAWS[name](profile))

@@ -11,7 +11,8 @@ from ... import attacks, data, defenses, train, validate
 from .experiment import (
     EXPERIMENT, _filter, FILTERS, fit_models, make_data, poison, _scores_max_loss, _sgd_kw, _side
 )
-from .sweeps import _memo, _sizes
+from ...lab.profile import get_profile
+from .sweeps import CHAPTER
 
 
 def trajectory(config: dict, record_every: int):
@@ -111,20 +112,20 @@ def default_population():
 def evasion_study(profile=None) -> dict:
     """Clean models on Gaussian and mixture data, one per repeat: the signed distances of the test points
     to the learned boundary, and the evasion error at each budget eps (per repeat)."""
-    profile, S = _sizes(profile)
+    profile, S = get_profile(profile), CHAPTER.sizes(profile)
 
     def compute():
-        eps = np.array(S["evasion_eps"], dtype=float)
-        dists = {x: [boundary_distances({"x_dist": x, "alpha": 0.0, "seed": r}) for r in range(S["repeats"])]
+        eps = np.array(S.evasion_eps, dtype=float)
+        dists = {x: [boundary_distances({"x_dist": x, "alpha": 0.0, "seed": r}) for r in range(S.repeats)]
                  for x in ("gaussian", "mixture")}
         return {"eps": eps, "distances": dists,
                 "error": {x: np.array([evasion_error(d, eps) for d in ds]) for x, ds in dists.items()}}
-    return _memo(("evasion", profile.name), compute)
+    return CHAPTER.memo(("evasion", profile.name), compute)
 
 
 def knn_study(profile=None) -> pd.DataFrame:
     """knn_rates of random flips on the mixture, per alpha and repeat."""
-    profile, S = _sizes(profile)
-    return _memo(("knn", profile.name), lambda: pd.DataFrame([
-        {**knn_rates({"x_dist": "mixture", "alpha": a, "defense": "knn-filter", "seed": r}, S["knn_far"]),
-         "alpha": a, "seed": r} for a in S["knn_alphas"] for r in range(S["knn_repeats"])]))
+    profile, S = get_profile(profile), CHAPTER.sizes(profile)
+    return CHAPTER.memo(("knn", profile.name), lambda: pd.DataFrame([
+        {**knn_rates({"x_dist": "mixture", "alpha": a, "defense": "knn-filter", "seed": r}, S.knn_far),
+         "alpha": a, "seed": r} for a in S.knn_alphas for r in range(S.knn_repeats)]))

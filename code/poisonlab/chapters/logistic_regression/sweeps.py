@@ -1,5 +1,5 @@
-"""The logistic-regression chapter's sweeps: every sweep by name (`spec`, `run_sweep`), their rows,
-curves and summaries, the cost of the defences. Sizes come from the profile's "logistic" section.
+"""The logistic-regression chapter's sweeps: every sweep by name (CHAPTER.spec, CHAPTER.sweep), their rows,
+curves and summaries, the cost of the defences. Sizes: sizes.py.
 """
 from __future__ import annotations
 
@@ -7,96 +7,56 @@ import numpy as np
 import pandas as pd
 
 from ... import book, stats
-from ...lab import sweep
+from ...lab.chapter import Chapter, SweepSpec
 from .experiment import DEFENSES, EXPERIMENT, FLIPS
+from .sizes import SIZES
 
 
 ALPHA1 = 0.2        # the chapter's running example of a poisoned fraction
 CONT_ALPHA = 0.3    # max-loss flips past the mixture's reversal, for the continued-training study
 
 
-def _sizes(profile=None):
-    from ...lab.profile import get_profile
-
-    if profile is None or isinstance(profile, str):
-        profile = get_profile(profile)
-    return profile, profile.logistic
-
-
-def spec(name: str, profile=None) -> dict:
-    """The sweep `name` of the chapter: sweep.run's grid, fixed, repeats and seed (sizes from the profile)."""
-    _, S = _sizes(profile)
-    R, bonus, dfn, rsgd = S["repeats"], S["bonus_repeats"], S["defense_repeats"], S["rate_sgd_repeats"]
+def _sweeps(S) -> dict[str, SweepSpec]:
+    """Every sweep of the chapter: grid, fixed settings, repeats and base seed, from its sizes S."""
+    R, bonus, dfn, rsgd = S.repeats, S.bonus_repeats, S.defense_repeats, S.rate_sgd_repeats
     mix = {"x_dist": "mixture"}
     # a small step: constant-step SGD is biased by O(lr) where the loss is flat, as it is near a reversal
-    gauss_rev = {"x_dist": "gaussian", "n": S["reversal_n"], "lr": S["rate_lr"]}
-    rate = {"alpha": S["rate_alpha"]}
-    specs = {
-        "alpha": ({"alpha": S["alphas"]}, {}, R, 0),
-        "norm": ({"alpha": S["norm_alphas"]}, {"x_dist": "gaussian", "n": S["norm_n"], "solver": "exact"}, R, 1),
-        "mixture": ({"alpha": S["mixture_alphas"]}, mix, R, 2),
-        "mixture-law": ({"alpha": [ALPHA1]}, {**mix, "n": S["mixture_law_n"]}, R, 2),
-        "near": ({"flip": ["boundary", "one-sided"], "alpha": S["margin_alphas"]}, {**mix, "margin": S["margin"]},
+    gauss_rev = {"x_dist": "gaussian", "n": S.reversal_n, "lr": S.rate_lr}
+    rate = {"alpha": S.rate_alpha}
+    return {name: SweepSpec(grid, fixed, repeats, seed) for name, (grid, fixed, repeats, seed) in {
+        "alpha": ({"alpha": S.alphas}, {}, R, 0),
+        "norm": ({"alpha": S.norm_alphas}, {"x_dist": "gaussian", "n": S.norm_n, "solver": "exact"}, R, 1),
+        "mixture": ({"alpha": S.mixture_alphas}, mix, R, 2),
+        "mixture-law": ({"alpha": [ALPHA1]}, {**mix, "n": S.mixture_law_n}, R, 2),
+        "near": ({"flip": ["boundary", "one-sided"], "alpha": S.margin_alphas}, {**mix, "margin": S.margin},
                  R, 3),
-        "near-random": ({"alpha": S["margin_alphas"]}, mix, R, 3),
-        "strip": ({"flip": ["one-sided", "boundary"], "x_dist": ["uniform", "mixture"], "alpha": S["strip_alphas"]},
+        "near-random": ({"alpha": S.margin_alphas}, mix, R, 3),
+        "strip": ({"flip": ["one-sided", "boundary"], "x_dist": ["uniform", "mixture"], "alpha": S.strip_alphas},
                   {}, R, 4),
-        "strip-law": ({"alpha": S["strip_alphas"]}, {"flip": "one-sided", "n": S["strip_n"]}, R, 4),
-        "maxloss": ({"reference": ["clean", "true"], "alpha": S["maxloss_alphas"]}, {**mix, "flip": "max-loss"}, R, 5),
-        "reversal-maxloss": ({"alpha": S["maxloss_reversal"]}, {**gauss_rev, "flip": "max-loss", "reference": "true"},
+        "strip-law": ({"alpha": S.strip_alphas}, {"flip": "one-sided", "n": S.strip_n}, R, 4),
+        "maxloss": ({"reference": ["clean", "true"], "alpha": S.maxloss_alphas}, {**mix, "flip": "max-loss"}, R, 5),
+        "reversal-maxloss": ({"alpha": S.maxloss_reversal}, {**gauss_rev, "flip": "max-loss", "reference": "true"},
                              R, 6),
-        "reversal-boundary": ({"alpha": S["boundary_reversal"]},
-                              {**gauss_rev, "flip": "boundary", "margin": S["gauss_margin"]}, R, 6),
-        "dim-exact": ({"dim": S["dims"]}, {**rate, "n": S["dim_n"], "x_dist": "gaussian", "solver": "exact"}, R, 8),
-        "dim-sgd": ({"dim": S["dims"], "x_dist": ["gaussian", "mixture"]}, {**rate, "n": S["dim_n"], "lr": S["rate_lr"]},
+        "reversal-boundary": ({"alpha": S.boundary_reversal},
+                              {**gauss_rev, "flip": "boundary", "margin": S.gauss_margin}, R, 6),
+        "dim-exact": ({"dim": S.dims}, {**rate, "n": S.dim_n, "x_dist": "gaussian", "solver": "exact"}, R, 8),
+        "dim-sgd": ({"dim": S.dims, "x_dist": ["gaussian", "mixture"]}, {**rate, "n": S.dim_n, "lr": S.rate_lr},
                     rsgd, 8),
-        "n-exact": ({"n": S["ns"]}, {**rate, "x_dist": "gaussian", "solver": "exact"}, R, 9),
-        "n-sgd": ({"n": S["ns"], "x_dist": ["gaussian", "mixture"]}, {**rate, "lr": S["rate_lr"]}, rsgd, 9),
-        "hidden": ({"hidden": [(), tuple(S["hidden"])], "flip": ["random", "max-loss"], "alpha": S["hidden_alphas"]},
+        "n-exact": ({"n": S.ns}, {**rate, "x_dist": "gaussian", "solver": "exact"}, R, 9),
+        "n-sgd": ({"n": S.ns, "x_dist": ["gaussian", "mixture"]}, {**rate, "lr": S.rate_lr}, rsgd, 9),
+        "hidden": ({"hidden": [(), tuple(S.hidden)], "flip": ["random", "max-loss"], "alpha": S.hidden_alphas},
                    mix, bonus, 10),
-        "little": ({"n": S["little_ns"], "alpha": [0.0, ALPHA1]}, mix, bonus, 11),
+        "little": ({"n": S.little_ns, "alpha": [0.0, ALPHA1]}, mix, bonus, 11),
         "continue": ({"continue_from_clean": [False, True], "flip": ["random", "max-loss"]},
                      {**mix, "alpha": CONT_ALPHA}, bonus, 12),
-        "defense": ({"defense": list(DEFENSES), "flip": list(FLIPS), "alpha": S["defense_alphas"]}, mix, dfn, 13),
+        "defense": ({"defense": list(DEFENSES), "flip": list(FLIPS), "alpha": S.defense_alphas}, mix, dfn, 13),
         "cost-filters": ({"defense": ["loss-filter", "knn-filter"], "drop": [0.05, 0.2]}, {**mix, "alpha": 0.0},
                          dfn, 14),
         "cost-plain": ({"defense": ["none", "median", "trimmed-mean"]}, {**mix, "alpha": 0.0}, dfn, 14),
-    }
-    if name not in specs:
-        raise ValueError(f"name must be one of {', '.join(specs)}; got {name!r}")
-    grid, fixed, repeats, seed = specs[name]
-    return {"grid": grid, "fixed": fixed, "repeats": repeats, "seed": seed}
+    }.items()}
 
 
-SWEEPS = ("alpha", "norm", "mixture", "mixture-law", "near", "near-random", "strip", "strip-law", "maxloss", "reversal-maxloss",
-          "reversal-boundary", "dim-exact", "dim-sgd", "n-exact", "n-sgd", "hidden", "little", "continue", "defense",
-          "cost-filters", "cost-plain")
-_MEMO: dict = {}
-
-
-def _memo(key, compute):
-    """Results computed once per process (the chapter's cells and its laws table share them)."""
-    if key not in _MEMO:
-        _MEMO[key] = compute()
-    return _MEMO[key]
-
-
-def run_sweep(name: str, profile=None):
-    """sweep.run of the chapter's sweep `name` (on-disk cache as always; once per process)."""
-    profile, _ = _sizes(profile)
-    return _memo(("sweep", name, profile.name), lambda: sweep.run(EXPERIMENT, **spec(name, profile), progress=False))
-
-
-def sweeps_table(profile=None) -> pd.DataFrame:
-    """One row per sweep of the chapter: what varies, what is fixed, repeats, configurations."""
-    rows = []
-    for name in SWEEPS:
-        sp = spec(name, profile)
-        points = int(np.prod([len(v) for v in sp["grid"].values()]))
-        rows.append({"sweep": name, "grid": "; ".join(f"{k} ({len(v)})" for k, v in sp["grid"].items()),
-                     "fixed": ", ".join(f"{k}={v}" for k, v in sp["fixed"].items()),
-                     "repeats": sp["repeats"], "runs": points * sp["repeats"]})
-    return pd.DataFrame(rows)
+CHAPTER = Chapter(EXPERIMENT, SIZES, _sweeps)
 
 
 def jackknife(rows: pd.DataFrame, statistic, level: float = 0.95):
