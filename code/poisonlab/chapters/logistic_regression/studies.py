@@ -8,9 +8,8 @@ import pandas as pd
 import torch
 
 from ... import attacks, data, defenses, train, validate
-from .experiment import (
-    EXPERIMENT, _filter, FILTERS, fit_models, make_data, poison, _scores_max_loss, _sgd_kw, _side
-)
+from .experiment import EXPERIMENT, FILTERS, _side
+from .pipeline import _filter, fit_models, make_data, poison, _scores_max_loss, _sgd_kw
 from .sweeps import _memo, _sizes
 
 
