@@ -8,10 +8,9 @@ import pandas as pd
 import torch
 
 from ... import attacks, data, defenses, train, validate
-from .experiment import (
-    EXPERIMENT, _filter, FILTERS, fit_models, make_data, poison, _scores_max_loss, _sgd_kw, _side
-)
 from ...lab.profile import get_profile
+from .experiment import EXPERIMENT, FILTERS, _side
+from .pipeline import _filter, fit_models, make_data, poison, _scores_max_loss, _sgd_kw
 from .sweeps import CHAPTER
 
 
