@@ -15,6 +15,8 @@ import pytest
 
 from bookrender import jupyter_engine, publish
 
+pytestmark = pytest.mark.book  # each test renders a small book
+
 QUARTO_YML = """\
 project:
   type: book

@@ -16,6 +16,8 @@ import pytest
 
 from bookrender import outputs
 
+pytestmark = pytest.mark.book  # each test renders a small book
+
 BOOK = {
     "_quarto.yml": "project:\n  type: book\nbook:\n  title: T\n  chapters:\n    - index.qmd\n",
     "index.qmd": "# Preface {.unnumbered}\n\n```{python}\nx = 1\n```\n\nValue `{python} x`.\n",

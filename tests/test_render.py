@@ -21,6 +21,8 @@ import pytest
 from bookrender import jupyter_engine, model, notebooks, publish, qmd, render
 from poisonlab import cli
 
+pytestmark = pytest.mark.book  # most tests render or execute a small book
+
 QUARTO_YML = """\
 project:
   type: book

@@ -17,6 +17,8 @@ from scipy import stats as sps
 from poisonlab.chapters.image_classification import laws as I_laws, studies as I_studies, sweeps as I
 from poisonlab.chapters.image_classification import theory as T
 
+pytestmark = [pytest.mark.book, pytest.mark.laws]
+
 S = I.CHAPTER.sizes("quick")
 K = 10
 

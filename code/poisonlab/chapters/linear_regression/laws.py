@@ -211,3 +211,75 @@ LAWS = {
     "trimming": _trimming,
     "forgetting": _forgetting,
 }
+
+
+def _mean_over(values):
+    return float(np.mean(values))
+
+
+def rival(name: str, profile=None) -> float:
+    """The value of law `name`'s statistic under a named competing (wrong) theory, which its interval must
+    exclude: a law test that could not tell the two apart would be no test (tests/laws)."""
+    from . import studies, sweeps
+
+    grids = sweeps.grids(profile)
+    N = theory.n_train(_sizes(profile).n)
+    P = theory.poisoned_fraction(sweeps.ALPHA, N)
+    if name == "unbiased":  # a bias of a fifth of a standard error per coordinate
+        return 0.2
+    if name == "covariance":  # a covariance 20% too large (e.g. forgetting the design, sigma^2 (d+1)/N)
+        return 1.2
+    if name == "floor":  # the classical with-replacement floor: measured/predicted would average WR/RR
+        cfg = EXPERIMENT.resolve(**sweeps.setting(profile, out_dim=8))
+        a = sweeps.predicted("train_mse", cfg)
+        lrs = np.array(grids["floor"][0]["lr"])
+        wr = theory.sgd_floor(lrs, cfg["batch_size"], N, 1, 8, a, replacement=True)
+        rr = theory.sgd_floor(lrs, cfg["batch_size"], N, 1, 8, a)
+        return _mean_over(wr / rr)
+    if name == "intercept-shift":  # the intercept moving by the poison's mean per *clean* point, p mu/(1-p)
+        return sweeps.MU / (1 - P)
+    if name == "noise-variance":  # the naive noise variance sigma^2 + p s^2 (no p(1-p) mu^2 term)
+        alphas = [a for a in grids["alpha"][0]["alpha"]]
+        ratios = []
+        for a in alphas:
+            p = theory.poisoned_fraction(a, N)
+            ratios.append((sweeps.SIGMA**2 + p * sweeps.S**2) / theory.effective_variance(sweeps.SIGMA, p, sweeps.MU, sweeps.S, N))
+        return _mean_over(ratios)
+    if name == "mu-exponent":  # error linear in the poison's mean
+        return 1.0
+    if name == "variance-exponent":  # error growing like sigma_eta rather than sigma_eta^2
+        return 0.5
+    if name == "alpha-exponent":  # error linear in the poisoned fraction
+        return 1.0
+    if name == "dimension":  # error growing like sqrt(d)
+        return 0.5
+    if name == "outputs":  # the parameter error not growing with m (as the per-output test MSE)
+        return 0.0
+    if name == "little-data":  # no finite-sample correction, E||W_hat - W||^2 = m a d / N
+        d = 10
+        ratios = [(theory.n_train(n) - d - 2) / theory.n_train(n) for n in grids["little"][0]["n"]
+                  if theory.n_train(n) >= 3 * d]
+        return _mean_over(ratios)
+    if name in ("l1-breakdown", "huber-breakdown"):  # the first-order (influence-function) bias p gamma*
+        loss = name.split("-")[0]
+        alphas = grids["breakdown"][0]["alpha"]
+        ps = [theory.poisoned_fraction(a, N) for a in alphas]
+        first = [p * theory.gross_error_sensitivity(loss, sweeps.SIGMA, 1.0) for p in ps]
+        exact = [theory.m_estimate(loss, p, sweeps.FAR_MU, sweeps.S, sweeps.SIGMA, 1.0) for p in ps]
+        return float(np.sum(first) / np.sum(exact))
+    if name in ("l1-efficiency", "huber-efficiency"):  # no efficiency loss (Huber) / L1's loss for Huber
+        return 1.0 if name == "l1-efficiency" else law("l1-efficiency", profile).predicted
+    if name == "huber-risk":  # delta not mattering: every fit as bad as least squares under this poison
+        deltas = grids["huber-delta"][0]["huber_delta"]
+        changes = grids["huber-delta"][1]
+        full = sweeps.m_prediction("risk", "huber_delta", profile, **changes)(deltas)
+        p = theory.poisoned_fraction(changes["alpha"], N)
+        l2 = theory.m_excess_risk("l2", N, changes["dim"], p, sweeps.MU, sweeps.S, sweeps.SIGMA)
+        return _mean_over(l2 / full)
+    if name == "trimming":  # trimming without effect: the bias stays p mu, measured - predicted averages
+        tab = studies.trimming(profile)
+        tab = tab[tab["eta_mean"] == sweeps.FAR_MU]
+        return float(np.mean(tab["predicted"] - P * sweeps.FAR_MU))
+    if name == "forgetting":  # half-life growing like 1/sqrt(lr)
+        return -0.5
+    raise KeyError(name)

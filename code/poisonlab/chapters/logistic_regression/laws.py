@@ -3,8 +3,11 @@ a 95% interval (`law(name)`, `LAWS`).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 
 from ... import stats
 from ...lab.profile import get_profile
@@ -212,3 +215,44 @@ def law(name: str, profile=None) -> stats.Law:
         raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
     profile = get_profile(profile)
     return CHAPTER.memo(("law", name, profile.name), lambda: LAWS[name](profile))
+
+
+def _mean_chi(k):
+    return math.sqrt(2) * math.exp(math.lgamma((k + 1) / 2) - math.lgamma(k / 2))
+
+
+def rival(name: str, profile=None) -> float:
+    """The value of law `name`'s statistic under a named competing (wrong) theory, which its interval must
+    exclude: a law test that could not tell the two apart would be no test (tests/laws)."""
+    from . import theory
+
+    S = CHAPTER.sizes(profile)
+    if name == "mirror":  # no reversal above 1/2: acc(alpha) + acc(1 - alpha) ~ 2 acc(0) ~ 2
+        return 2.0
+    if name == "norm":  # the small-alpha asymptote pi / sqrt(12 alpha) taken as the norm at every alpha
+        a = np.array(S.norm_alphas)
+        return float(np.mean(theory.weight_norm_asymptote(a) / theory.flip_weight_norm(a)))
+    if name == "norm-exponent":  # the asymptote's exponent -1/2 taken as exact on the grid
+        return -0.5
+    if name == "mixture":  # random flips leave the boundary exactly in place: accuracy 1
+        return 1.0
+    if name == "strip":  # the boundary moving only halfway across the flipped strip
+        return 0.5
+    if name in ("reversal-maxloss", "reversal-boundary"):  # reversal at 1/2, as for random flips
+        return 0.5
+    if name == "reversal-mixture":  # the Gaussian threshold erfc(sqrt(log 2)) carried over to the mixture
+        return theory.reversal_alpha("max-loss")
+    if name == "evasion":  # evasion that can only push points of one side across
+        return 0.5
+    if name == "rate-n":  # the fast rate d/n of separable (noise-free) data
+        return -1.0
+    if name == "rate-d":  # an error growing linearly with the dimension
+        return 1.0
+    if name == "rate-constant":  # the error of the tilt alone, (1/pi) E[angle], forgetting the intercept
+        dims = [2] * len(S.ns) + list(S.dims)
+        return float(np.mean([theory.dimension_factor(d) / _mean_chi(d - 1) for d in dims]))
+    if name in ("knn-flipped", "knn-clean"):  # "at least half" instead of "more than half" of the neighbours
+        a, k = max(S.knn_alphas), S.knn_k
+        p = 1 - a if name == "knn-flipped" else a
+        return float(binom.sf(math.ceil(k / 2) - 1, k, p))
+    raise KeyError(name)

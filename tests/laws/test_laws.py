@@ -1,0 +1,77 @@
+"""Every chapter's laws, in the quick profile: prediction against measurement, and a rival rejected.
+
+A chapter whose laws module (poisonlab/chapters/<slug>/laws.py) holds `LAWS` (name -> its Law in a profile),
+`law(name, profile)` and `rival(name, profile)` is tested here, law by law, with no test code of its own.
+Each law's interval is a 95% interval from the Monte Carlo error: a Student-t interval over independent
+repeats (or Monte Carlo draws), or a delete-one-repeat jackknife t-interval when the statistic is a
+function of a whole curve (a fitted exponent, a ratio pooled over a grid; repeats are independent, grid
+points of one repeat are not). `Law.agrees` means: the prediction lies in it (or within its tolerance).
+A test that cannot fail is a defect, so every law is also checked against its *rival*: the value its
+statistic would have if a named competing theory were true, which must fall outside the interval. (At 95%
+each true law fails with probability ~5% for an unlucky seed; the seeds are fixed, so the suite is
+deterministic.)
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+
+import pytest
+
+from poisonlab import stats
+from poisonlab.lab import experiment
+from poisonlab.lab.profile import get_profile
+
+PROFILE = get_profile("quick")
+
+
+def _laws_modules() -> dict:
+    """Short name -> laws module of every chapter that declares its laws (LAWS, law, rival)."""
+    found = {}
+    for alias, package in experiment.chapters().items():
+        if importlib.util.find_spec(f"{package}.laws") is None:
+            continue
+        module = importlib.import_module(f"{package}.laws")
+        if hasattr(module, "LAWS"):
+            found[alias] = module
+    return found
+
+
+MODULES = _laws_modules()
+CASES = [(alias, name) for alias, module in MODULES.items() for name in module.LAWS]
+pytestmark = [pytest.mark.book, pytest.mark.laws]  # the sweeps behind the laws: the book's own computations
+
+
+def test_the_chapters_declare_laws_and_rivals():
+    assert {"linear", "logistic"} <= set(MODULES)
+    for alias, module in MODULES.items():
+        assert callable(module.law) and callable(module.rival), alias
+        with pytest.raises(ValueError, match="name"):
+            module.law("no-such-law", PROFILE)
+
+
+@pytest.mark.parametrize("alias, name", CASES)
+def test_law_agrees(alias, name):
+    law = MODULES[alias].law(name, PROFILE)
+    assert isinstance(law, stats.Law) and law.statement
+    assert math.isfinite(law.fitted) and law.lo <= law.fitted <= law.hi
+    assert law.agrees, f"{alias} {name}: predicted {law.predicted} outside [{law.lo}, {law.hi}] (fitted {law.fitted})"
+    assert MODULES[alias].law(name, PROFILE) is law  # computed once per process: cells and tables share it
+
+
+@pytest.mark.parametrize("alias, name", CASES)
+def test_law_rejects_its_rival(alias, name):
+    law = MODULES[alias].law(name, PROFILE)
+    alternative = MODULES[alias].rival(name, PROFILE)
+    assert math.isfinite(alternative)
+    assert not (law.lo <= alternative <= law.hi), (
+        f"{alias} {name}: the interval [{law.lo}, {law.hi}] also admits the rival prediction {alternative}: "
+        f"the test could not tell the law from it")
+
+
+@pytest.mark.parametrize("alias", list(MODULES))
+def test_laws_table_lists_every_law(alias):
+    module = MODULES[alias]
+    table = stats.table([module.law(name, PROFILE) for name in module.LAWS])
+    assert len(table) == len(module.LAWS) and table["agrees"].all()
