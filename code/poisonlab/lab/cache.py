@@ -4,7 +4,7 @@ A batch (the configurations passed to one `experiment.fn` call) is keyed by the 
 its full list of resolved configurations (seeds included), the declared metric names, a hash of
 the package source (every .py file under poisonlab that computes results, and the experiment's own chapter
 package, by content), the torch, numpy, scipy and
-scikit-learn versions, and the resolved data folder of the torchvision data sets ($POISONLAB_DATA
+scikit-learn versions, and the resolved user data folder ($POISONLAB_DATA
 or its default, see `data_folder`):
 editing the code re-runs the sweeps it could affect, and identical work is never repeated.
 Writes are atomic (temp file in the same folder, fsync, os.replace), so an interrupted run leaves
@@ -112,10 +112,11 @@ def _canonical(obj) -> str:
 
 
 def data_folder() -> str:
-    """The resolved folder of the torchvision data sets: $POISONLAB_DATA, else ~/.cache/poisonlab/data
-    (as vision.default_data_dir), absolute, so that two spellings of one folder share results."""
-    folder = os.environ.get("POISONLAB_DATA") or str(Path.home() / ".cache" / "poisonlab" / "data")
-    return str(Path(folder).expanduser().resolve())
+    """The resolved user data folder (data.default_data_dir: $POISONLAB_DATA, else ~/.cache/poisonlab/data),
+    absolute, so that two spellings of one folder share results."""
+    from ..data.files import default_data_dir
+
+    return str(default_data_dir().expanduser().resolve())
 
 
 def key(name: str, configs: list[dict], metrics) -> str:
@@ -132,13 +133,13 @@ def path(name: str, configs: list[dict], metrics) -> Path:
     return cache_dir() / folder / f"{key(name, configs, metrics)}.json"
 
 
-def atomic_write(target: Path, text: str) -> None:
-    """Write `text` to `target` atomically: temp file in the same folder, fsync, os.replace."""
+def atomic_write(target: Path, text: str | bytes) -> None:
+    """Write `text` (str, or bytes as given) to `target` atomically: temp file in its folder, fsync, os.replace."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -97,7 +97,8 @@ def test_save_data_writes_the_poisoned_set(capsys, tmp_path):
     (("--pair", "3", "3", "--flip", "pair"), "--pair"),
     (("--pair", "1", "10"), "--pair"),
     (("--pair", "1"), "--pair"),
-    (("--dataset", "mnist"), "--dataset"),           # torchvision cannot be imported here / no files
+    (("--dataset", "cifar10"), "--dataset"),         # no installable package ships it: not offered
+    (("--dataset", "digits", "--download"), "--download"),  # digits are shipped: nothing to download
     (("--dataset", "svhn"), "--dataset"),            # neither shipped nor known
     (("--alpha", "1.5"), "--alpha"),
     (("--alpha", "nan"), "--alpha"),
@@ -129,17 +130,43 @@ def test_bad_input_exits_2_with_one_line(capsys, args, flag):
     assert captured.out == ""
 
 
-def test_dataset_error_is_one_line_without_torchvision():
-    # the library error behind --dataset: a ValueError naming the dataset, never an ImportError
-    from poisonlab.data import vision
+def test_mnist_runs_offline_from_the_shipped_copy(capsys):
+    # the official 60,000/10,000 split; a stratified 2,000-image subset keeps the test fast
+    record = clitools.run_json(capsys, "images", "--dataset", "mnist", "--n-train", "2000", "--epochs", "3",
+                               "--repeats", "1", "--alpha", "0")
+    assert record["params"]["dataset"] == "mnist"
+    assert record["metrics"]["test_accuracy"]["mean"] > 0.8
+
+
+def test_fashion_mnist_runs_where_installed(capsys):
+    from poisonlab import data
 
     try:
-        import torchvision  # noqa: F401
-    except Exception:  # the situation on this machine: torchvision missing or broken
-        with pytest.raises(ValueError, match="dataset 'mnist'"):
-            vision.load_dataset("mnist", seed=0)
-    else:
-        pytest.skip("torchvision imports here; the missing-files path is tested with an empty data_dir")
+        data.require("fashion-mnist")
+    except (ValueError, OSError):
+        pytest.skip("Fashion-MNIST is not installed here (apt-get install dataset-fashion-mnist)")
+    record = clitools.run_json(capsys, "images", "--dataset", "fashion-mnist", "--n-train", "1000",
+                               "--epochs", "2", "--repeats", "1", "--alpha", "0.1")
+    assert record["metrics"]["test_accuracy"]["mean"] > 0.5
+
+
+def test_a_missing_data_set_is_one_line_naming_how_to_get_it(capsys, tmp_path, monkeypatch):
+    from poisonlab.data import mnist
+
+    monkeypatch.setattr(mnist, "SYSTEM_FOLDER", {})  # as on a machine without Debian's package
+    assert cli.main(["run", "images", "--json", "--repeats", "1", "--dataset", "fashion-mnist",
+                     "--data-dir", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--dataset" in lines[0] and "dataset-fashion-mnist" in lines[0], lines
+
+
+def test_mnist_cost_counts_sixty_thousand_images():
+    config = {p.name: p.default for p in img_exp.PARAMS} | {"dataset": "mnist", "alpha": 0.0}
+    assert img_exp.SHAPES["mnist"] == (70000, 60000, (1, 28, 28))
+    assert img_exp.SHAPES["digits"] == (1797, 1438, (1, 8, 8))
+    one = img_exp.cost(config, 1)
+    # the 60,000 x 784 float32 training images, shuffled and stacked, dominate: ~0.5-1 GB, seconds to minutes
+    assert 0.4e9 < one.bytes < 1.5e9 and 1.0 < one.seconds < 600.0
 
 
 # ---------------------------------------------------------------- reliability: ignored parameters, bounds

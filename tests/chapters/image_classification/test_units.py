@@ -8,8 +8,7 @@ import pytest
 import sympy as sp
 import torch
 
-from poisonlab import attacks, defenses
-from poisonlab.data import vision
+from poisonlab import attacks, data, defenses
 from poisonlab.chapters.image_classification import (
     experiment as img_exp, studies as img_studies, sweeps as img,
 )
@@ -23,7 +22,7 @@ def _own_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def digits():
-    return vision.load_dataset("digits", seed=0)
+    return data.train_test("digits", seed=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -38,7 +37,7 @@ def test_digits_load_offline_with_shapes_labels_and_classes(digits, monkeypatch)
         raise AssertionError("the default dataset must not touch the network")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    ds = vision.load_dataset("digits", seed=3)
+    ds = data.train_test("digits", seed=3)
     assert ds.X_train.shape == (1438, 1, 8, 8) and ds.X_test.shape == (359, 1, 8, 8)
     assert ds.X_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
     assert float(ds.X_train.min()) == 0.0 and float(ds.X_train.max()) == 1.0
@@ -52,33 +51,26 @@ def test_digits_load_offline_with_shapes_labels_and_classes(digits, monkeypatch)
 
 
 def test_split_depends_on_the_seed_only(digits):
-    again = vision.load_dataset("digits", seed=0)
-    other = vision.load_dataset("digits", seed=1)
+    again = data.train_test("digits", seed=0)
+    other = data.train_test("digits", seed=1)
     assert torch.equal(again.X_train, digits.X_train) and torch.equal(again.y_test, digits.y_test)
     assert not torch.equal(other.y_train, digits.y_train)
 
 
 def test_subsample_keeps_n_train_points(digits):
-    ds = vision.load_dataset("digits", seed=0, n_train=100)
+    ds = data.train_test("digits", seed=0, n_train=100)
     assert ds.n_train == 100 and ds.n_test == digits.n_test
     # the subset is made of training images of the full split
     rows = {tuple(x.flatten().tolist()) for x in digits.X_train}
     assert all(tuple(x.flatten().tolist()) in rows for x in ds.X_train)
     with pytest.raises(ValueError, match="n_train"):
-        vision.load_dataset("digits", seed=0, n_train=5000)
+        data.train_test("digits", seed=0, n_train=5000)
 
 
 @pytest.mark.parametrize("name", ["svhn", "", None])
 def test_unknown_dataset_names_the_parameter(name):
     with pytest.raises(ValueError, match="dataset"):
-        vision.load_dataset(name, seed=0)
-
-
-def test_torchvision_datasets_fail_in_one_line(tmp_path):
-    for name in ("mnist", "fashion-mnist", "cifar10"):
-        with pytest.raises(ValueError, match=f"dataset '{name}'") as info:
-            vision.load_dataset(name, tmp_path, seed=0)
-        assert "\n" not in str(info.value)
+        data.train_test(name, seed=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,24 +347,3 @@ def test_heldout_gap_sd_against_simulation():
     # the SD of 4000 draws is known to about 1.1%; the formula ignores the finite-population factor
     assert np.mean(gaps) == pytest.approx(0.0, abs=3 * np.std(gaps) / np.sqrt(4000))
     assert np.std(gaps) == pytest.approx(T.heldout_gap_sd(0.9, alpha, K, n), rel=0.05)
-
-
-def test_a_broken_torchvision_is_a_one_line_error_not_a_crash(tmp_path, monkeypatch):
-    # the registry's torchvision fails to load against a CPU-only torch with an OSError (missing CUDA
-    # libraries), not an ImportError: the package imports, digits work, and mnist says why it cannot
-    import builtins
-    import sys
-
-    real_import = builtins.__import__
-
-    def broken(name, *args, **kw):
-        if name == "torchvision" or name.startswith("torchvision."):
-            raise OSError("libcudart.so.13: cannot open shared object file")
-        return real_import(name, *args, **kw)
-
-    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
-    monkeypatch.setattr(builtins, "__import__", broken)
-    assert vision.load_dataset("digits", seed=0).X_train.shape[1:] == (1, 8, 8)
-    with pytest.raises(ValueError, match="dataset 'mnist' needs torchvision") as info:
-        vision.load_dataset("mnist", tmp_path, seed=0)
-    assert "OSError" in str(info.value) and "\n" not in str(info.value)

