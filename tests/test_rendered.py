@@ -16,7 +16,7 @@ import pytest
 
 from bookrender import model, notebooks, publish
 
-pytestmark = pytest.mark.rendered
+pytestmark = [pytest.mark.book, pytest.mark.rendered]  # reads the rendered book (and executes chapters whose notebook is not cached)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("POISONLAB_RENDERED", ROOT / "_book-quick"))

@@ -156,7 +156,11 @@ def test_knn_prediction_matches_a_simulation(digits):
     discard, catch = [], []
     for s in range(40):
         p = attacks.flip_multiclass(digits, alpha, how="random", seed=s)
-        keep = defenses.knn_filter(p.X_train, p.y_train, k, 0.5)
+        # the inputs do not change with the flips, so neither do the neighbours: the filter's own answer
+        # (checked on the first draw) is the neighbours' vote, without 40 distance computations
+        keep = (p.y_train[nbrs] != p.y_train[:, None]).double().mean(1) <= 0.5
+        if s == 0:
+            assert torch.equal(keep, defenses.knn_filter(p.X_train, p.y_train, k, 0.5))
         discard.append(float((~keep & ~p.mask).sum() / (~p.mask).sum()))
         catch.append(float((~keep & p.mask).sum() / p.mask.sum()))
     se = np.std(discard, ddof=1) / np.sqrt(len(discard))
