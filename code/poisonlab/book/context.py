@@ -5,12 +5,19 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from ..lab.profile import Profile, get_profile
 
 STYLE = Path(__file__).with_name("poisonlab.mplstyle")
 CHAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _chapter: str | None = None
 _styled = False
+
+
+class AxesArray(np.ndarray):
+    """A grid of Axes (what book.plots.figure returns for several panels); a cell ending with one shows the
+    figure only."""
 
 
 def setup(chapter: str) -> Profile:
@@ -68,8 +75,6 @@ def _quiet_axes_repr() -> None:
     if shell is None:
         return
     from matplotlib.axes import Axes
-
-    from .plots import AxesArray
 
     for kind in (Axes, AxesArray):
         shell.display_formatter.ipython_display_formatter.for_type(kind, lambda axes: None)

@@ -17,13 +17,10 @@ import numpy as np
 
 from .. import validate
 from . import context as book
+from .context import AxesArray
 
 POISON = {"color": "#D55E00", "marker": "x", "s": 36, "linewidths": 1.5, "label": "poisoned", "zorder": 3}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class AxesArray(np.ndarray):
-    """A grid of Axes; a cell ending with one shows the figure only (see `book.setup`)."""
 
 
 def _pyplot():

@@ -96,7 +96,7 @@ def cached(tag: str, sources, build) -> dict:
 
 
 def _cached(tag: str, digest: str, build) -> dict:
-    from ..lab.cache import atomic_write, cache_dir
+    from ..storage import atomic_write, cache_dir
 
     file = cache_dir() / "data" / f"{tag}-{digest}.npz"
     if file.is_file():

@@ -114,7 +114,7 @@ def _download(folder: Path) -> None:
     """Fetch the two UCI files into `folder` (only on request); failures are one line."""
     from urllib.request import urlopen
 
-    from ..lab.cache import atomic_write
+    from ..storage import atomic_write
 
     for name in FILES:
         try:

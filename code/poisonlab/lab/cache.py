@@ -19,28 +19,16 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
 
+from ..storage import atomic_write, cache_dir
+
 FORMAT = 1  # bump when the file layout changes: old files are then simply misses
 
 _SOURCE_HASH: dict = {}  # experiment name (None: the engine alone) -> its source hash
-
-
-def cache_dir() -> Path:
-    """The cache folder (see module docstring); not created until something is written."""
-    env = os.environ.get("POISONLAB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "_quarto.yml").is_file():
-            return folder / ".cache" / "poisonlab"
-    return Path.home() / ".cache" / "poisonlab"
 
 
 # Left out of the source hash: what computes no cached result (the command line, the book's figures and
@@ -131,31 +119,6 @@ def path(name: str, configs: list[dict], metrics) -> Path:
     """Where the batch `configs` of experiment `name` is (or would be) cached."""
     folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
     return cache_dir() / folder / f"{key(name, configs, metrics)}.json"
-
-
-def atomic_write(target: Path, text: str | bytes) -> None:
-    """Write `text` (str, or bytes as given) to `target` atomically: temp file in its folder, fsync, os.replace."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # make the rename itself durable; not every platform can open a folder
-    with contextlib.suppress(OSError):
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def load(name: str, configs: list[dict], metrics) -> list[dict[str, float]] | None:
