@@ -75,9 +75,12 @@ class Chapter:
             self.experiment, grid=spec.grid, repeats=spec.repeats, seed=spec.seed, fixed=spec.fixed,
             progress=False))
 
-    def sweeps_table(self, profile: str | Profile | None = None) -> pd.DataFrame:
-        """One row per sweep: what varies (values per parameter), what is fixed, repeats, models trained."""
+    def sweeps_table(self, profile: str | Profile | None = None, base: Mapping | None = None) -> pd.DataFrame:
+        """One row per sweep: what varies (values per parameter), what is fixed (leaving out what equals `base`,
+        e.g. the chapter's running setting), repeats, models trained."""
+        base = base or {}
         rows = [{"sweep": name, "grid": "; ".join(f"{k} ({len(v)})" for k, v in s.grid.items()),
-                 "fixed": ", ".join(f"{k}={v}" for k, v in s.fixed.items()), "repeats": s.repeats, "runs": s.runs}
+                 "fixed": ", ".join(f"{k}={v}" for k, v in s.fixed.items() if k not in base or base[k] != v),
+                 "repeats": s.repeats, "runs": s.runs}
                 for name, s in self.specs(profile).items()]
         return pd.DataFrame(rows, columns=["sweep", "grid", "fixed", "repeats", "runs"])
