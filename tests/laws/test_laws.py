@@ -10,6 +10,11 @@ A test that cannot fail is a defect, so every law is also checked against its *r
 statistic would have if a named competing theory were true, which must fall outside the interval. (At 95%
 each true law fails with probability ~5% for an unlucky seed; the seeds are fixed, so the suite is
 deterministic.)
+
+A chapter may declare, in its laws module, the exceptions its page reports, each with why: `DISAGREES`
+(name -> why the law fails, a finding the chapter explains) and `ADMITS_RIVAL` (name -> why the law's interval
+is too wide to exclude its rival). Both are checked: an exception that no longer holds fails, and the page's
+prose that explains it is revisited.
 """
 from __future__ import annotations
 
@@ -38,15 +43,22 @@ def _laws_modules() -> dict:
     return found
 
 
+def _declared(alias: str, what: str) -> dict:
+    """The exceptions a chapter declares (DISAGREES, ADMITS_RIVAL): name -> why."""
+    return getattr(MODULES[alias], what, {})
+
+
 MODULES = _laws_modules()
 CASES = [(alias, name) for alias, module in MODULES.items() for name in module.LAWS]
 pytestmark = [pytest.mark.book, pytest.mark.laws]  # the sweeps behind the laws: the book's own computations
 
 
 def test_the_chapters_declare_laws_and_rivals():
-    assert {"linear", "logistic"} <= set(MODULES)
+    assert {"linear", "logistic", "images"} <= set(MODULES)
     for alias, module in MODULES.items():
         assert callable(module.law) and callable(module.rival), alias
+        for what in ("DISAGREES", "ADMITS_RIVAL"):
+            assert set(_declared(alias, what)) <= set(module.LAWS), (alias, what)
         with pytest.raises(ValueError, match="name"):
             module.law("no-such-law", PROFILE)
 
@@ -56,7 +68,11 @@ def test_law_agrees(alias, name):
     law = MODULES[alias].law(name, PROFILE)
     assert isinstance(law, stats.Law) and law.statement
     assert math.isfinite(law.fitted) and law.lo <= law.fitted <= law.hi
-    assert law.agrees, f"{alias} {name}: predicted {law.predicted} outside [{law.lo}, {law.hi}] (fitted {law.fitted})"
+    why = _declared(alias, "DISAGREES").get(name)
+    if why is None:
+        assert law.agrees, f"{alias} {name}: predicted {law.predicted} outside [{law.lo}, {law.hi}] (fitted {law.fitted})"
+    else:
+        assert not law.agrees, f"{alias} {name}: declared to disagree ({why}), yet it agrees"
     assert MODULES[alias].law(name, PROFILE) is law  # computed once per process: cells and tables share it
 
 
@@ -65,6 +81,10 @@ def test_law_rejects_its_rival(alias, name):
     law = MODULES[alias].law(name, PROFILE)
     alternative = MODULES[alias].rival(name, PROFILE)
     assert math.isfinite(alternative)
+    why = _declared(alias, "ADMITS_RIVAL").get(name)
+    if why is not None:
+        assert law.lo <= alternative <= law.hi, f"{alias} {name}: declared to admit its rival ({why}), yet excludes it"
+        return
     assert not (law.lo <= alternative <= law.hi), (
         f"{alias} {name}: the interval [{law.lo}, {law.hi}] also admits the rival prediction {alternative}: "
         f"the test could not tell the law from it")
@@ -74,4 +94,6 @@ def test_law_rejects_its_rival(alias, name):
 def test_laws_table_lists_every_law(alias):
     module = MODULES[alias]
     table = stats.table([module.law(name, PROFILE) for name in module.LAWS])
-    assert len(table) == len(module.LAWS) and table["agrees"].all()
+    disagrees = _declared(alias, "DISAGREES")
+    assert len(table) == len(module.LAWS)
+    assert list(table["agrees"]) == [name not in disagrees for name in module.LAWS]

@@ -10,12 +10,10 @@ import pandas as pd
 import torch
 
 from ... import defenses, metrics, validate
+from ...lab.profile import get_profile
 from . import theory
 from .experiment import _reference_probs, EXPERIMENT, make_data, poison, run_detailed, seeds_of
-
-
-def _resolve(seed=0, **params) -> dict:
-    return EXPERIMENT.resolve(**params, seed=seed)
+from .sweeps import CHAPTER, _resolve, summarize
 
 
 def flipped_examples(n: int = 8, seed: int = 0, **params) -> dict:
@@ -209,3 +207,34 @@ def influence_study(seed: int = 0, sizes=(7, 14, 28), groups: int = 10, l2: floa
 def _accuracy(theta, X_test, y_test) -> torch.Tensor:
     """Test accuracy of softmax regression(s) theta (..., K, d+1)."""
     return (theory._augment(X_test) @ theta.transpose(-1, -2)).argmax(-1).eq(y_test).double().mean(-1)
+
+
+# What the chapter computes from these studies with its sizes in a profile, once per process: its cells
+# and its laws (laws.py) read the same results.
+
+
+def influence(profile=None) -> pd.DataFrame:
+    """influence_study over the chapter's seeds (S.influence_seeds), group sizes and groups."""
+    profile, S = get_profile(profile), CHAPTER.sizes(profile)
+    return CHAPTER.memo(("influence", profile.name), lambda: pd.concat(
+        [influence_study(seed=s, sizes=S.influence_sizes, groups=S.influence_groups)
+         for s in range(S.influence_seeds)], ignore_index=True))
+
+
+def memorisation_runs(profile=None) -> pd.DataFrame:
+    """memorisation curves of softmax regression and the over-parameterised MLP (S.memo_*), with the
+    poisoned held-out split of early stopping."""
+    profile, S = get_profile(profile), CHAPTER.sizes(profile)
+    return CHAPTER.memo(("memorisation", profile.name), lambda: pd.concat(
+        [memorisation(range(S.memo_seeds), S.memo_alphas, model=m, hidden=h, epochs=S.memo_epochs, lr=S.memo_lr[m],
+                      batch_size=S.memo_batch_size, early_stopping=True)
+         for m, h in (("linear", None), ("mlp", [S.memo_hidden]))], ignore_index=True))
+
+
+def knn_summary(profile=None) -> pd.DataFrame:
+    """knn_filter_rates over S.knn_alphas and S.knn_seeds, summarised per alpha (means and 95% CIs of the
+    measured and predicted rates; no flipped point to catch at alpha = 0 counts as all caught)."""
+    profile, S = get_profile(profile), CHAPTER.sizes(profile)
+    return CHAPTER.memo(("knn", profile.name), lambda: summarize(
+        knn_filter_rates(S.knn_alphas, range(S.knn_seeds), k=S.knn_k).fillna({"catch_flipped": 1.0}), "alpha",
+        ["discard_clean", "catch_flipped", "discard_clean_pred", "catch_flipped_pred"]))

@@ -10,14 +10,18 @@ import pandas as pd
 
 from ... import attacks, stats, validate
 from ...lab import sweep
+from ...lab.profile import get_profile
 from . import theory
 from ...lab.chapter import Chapter
 from .experiment import DEFENSES, EXPERIMENT, FLIPS, make_data
 from .sizes import SIZES
-from .studies import _resolve
 
 # the chapter's sizes; its sweeps are per model and attack (attack_sweeps, defense_sweeps), run with them
 CHAPTER = Chapter(EXPERIMENT, SIZES)
+
+
+def _resolve(seed=0, **params) -> dict:
+    return EXPERIMENT.resolve(**params, seed=seed)
 
 
 def class_share(classes, seeds, reduce: str = "min", **params) -> float:
@@ -55,6 +59,12 @@ def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
     return {flip: sweep.run(EXPERIMENT, grid={"alpha": alphas}, repeats=R, seed=seed,
                             fixed={**fixed, "flip": flip}, cache=cache, progress=False)
             for flip, alphas in grids.items()}
+
+
+def sweeps_of(model: str, profile=None) -> dict:
+    """attack_sweeps of `model` with the chapter's sizes in `profile`, once per process (cells and laws share it)."""
+    profile = get_profile(profile)
+    return CHAPTER.memo(("attacks", model, profile.name), lambda: attack_sweeps(model, CHAPTER.sizes(profile)))
 
 
 def summarize(rows: pd.DataFrame, by, metrics) -> pd.DataFrame:
