@@ -12,7 +12,7 @@ _SIZES = {"n_train": 1438, "epochs": 30, "hidden": 128, "knn_k": 10}
 
 def cost(config: dict, repeats: int):
     """Estimated memory and time of `repeats` repeats of one configuration (trained in chunks of max_batch)."""
-    from ...lab.cost import FLOPS, STEP_SECONDS, Cost, blame
+    from ...lab.cost import blamed_cost, knn_bytes, mlp_params, run_seconds, sgd_steps
 
     K = repeats
     n_all, _, (C, Hh, Ww) = SHAPES[config["dataset"]]
@@ -25,7 +25,7 @@ def cost(config: dict, repeats: int):
         fwd = 2 * (c1 * C * 9 * Hh * Ww + c2 * c1 * 9 * (Hh // 2) * (Ww // 2) + c2 * classes)
     else:
         widths = [F, *h, classes]
-        P = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        P = mlp_params(widths)
         act, fwd = sum(widths[1:]), 2 * P
     B = min(config["batch_size"], N)
     chunk = min(K, MAX_BATCH)
@@ -36,15 +36,12 @@ def cost(config: dict, repeats: int):
     data_bytes = loaded + 3 * 4 * N * F * chunk  # stacked and shuffled
     T = config["epochs"] + 1 if config["early_stopping"] else 0
     model = chunk * (4 * P * (6 + T) + 4 * 4 * B * act + 4 * 4096 * act)
-    knn = 8 * (3 * min(1024, N) * N + N * F) if config["defense"] == "knn-filter" else 0
+    knn = knn_bytes(N, F) if config["defense"] == "knn-filter" else 0
     total = data_bytes + model + knn
     passes = 1 + (config["defense"] == "loss-filter") + (config["flip"] == "max-loss")
-    steps = config["epochs"] * math.ceil(N / B)
+    steps = sgd_steps(config["epochs"], N, B)
     flops = passes * K * config["epochs"] * N * 3 * fwd + K * (2 * N * N * F if knn else 0)
-    seconds = flops / FLOPS + passes * math.ceil(K / chunk) * steps * STEP_SECONDS["generic"]
-    sizes = dict(_SIZES)
-    if config["defense"] != "knn-filter":
-        del sizes["knn_k"]
+    seconds = run_seconds(flops, passes * math.ceil(K / chunk) * steps, "generic")
     given = {**config, "hidden": h if config["model"] != "linear" else None,
              "n_train": N * (1438 / SHAPES["digits"][1])}
-    return Cost(total, seconds, blame(given, sizes), blame(given, {k: v for k, v in sizes.items() if k != "epochs"}))
+    return blamed_cost(given, total, seconds, _SIZES, {"knn_k": config["defense"] == "knn-filter"})

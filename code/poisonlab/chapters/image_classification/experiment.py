@@ -36,7 +36,7 @@ import numpy as np
 
 from ... import attacks, data, validate
 from ...errors import ParameterError
-from ...lab.experiment import Experiment, Param, full_batch_note, register
+from ...lab.experiment import Experiment, Param, check_filter_flags, check_filter_size, full_batch_note, register
 from .cost import MAX_BATCH, cost
 from .pipeline import (
     HIDDEN, SHAPES, Outcome, _keeps, _n_train, _reference_probs, hidden_of, make_data, poison, run_detailed,
@@ -49,18 +49,8 @@ __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "FLIPS", "MODELS", "DEFENSES", "HI
 FLIPS = attacks.MULTICLASS_FLIPS  # random, target-class, pair, max-loss
 MODELS = ("linear", "mlp", "cnn")
 DEFENSES = ("none", "loss-filter", "knn-filter")
-FILTERS = ("loss-filter", "knn-filter")
 METRICS = ("test_accuracy", "flipped_train_fit", "poisoned_fraction", "test_loss", "train_accuracy",
            "clean_discarded", "poison_discarded", "stop_epoch")
-
-
-def _opt(check):
-    """A check that lets None (the parameter's 'not given') through."""
-    return lambda name, value: None if value is None else check(name, value)
-
-
-def _widths(name, value):
-    return tuple(validate.positive_int(name, v) for v in value)
 
 
 def _class(name, value):
@@ -92,11 +82,11 @@ PARAMS = (
     Param("download", False, bool, "let torchvision download a data set found nowhere else", batch=False),
     Param("n_train", None, int, "train on a stratified random subset of this many training images "
           "(default: all)",
-          _opt(validate.positive_int), batch=False),
+          validate.optional(validate.positive_int), batch=False),
     Param("model", "linear", str, "classifier: linear (softmax regression), mlp or cnn", choices=MODELS,
           batch=False),
     Param("hidden", None, int, "mlp: hidden widths (default 128); cnn: its two channel counts (default 8 16)",
-          _opt(_widths), nargs="*", batch=False),
+          validate.optional(validate.widths), nargs="*", batch=False),
     Param("alpha", 0.1, float, "fraction of training labels flipped, in [0, 1]", validate.fraction),
     Param("flip", "random", str, "which labels change: random (to a uniformly chosen other class), "
           "target-class (all to --target-class), pair (--pair A B swapped) or max-loss (largest loss under a "
@@ -105,10 +95,10 @@ PARAMS = (
     Param("pair", (1, 7), int, "pair: the two classes A B whose labels are swapped", _pair, nargs=2),
     Param("defense", "none", str, "defence: none, loss-filter or knn-filter", choices=DEFENSES, batch=False),
     Param("drop", None, float, "filters: fraction of training points discarded (default: alpha)",
-          _opt(validate.fraction)),
+          validate.optional(validate.fraction)),
     Param("knn_k", 10, int, "knn-filter: number of neighbours k", validate.positive_int, batch=False),
     Param("knn_threshold", None, float, "knn-filter: drop every point whose label disagrees with more than this "
-          "fraction of its neighbours (instead of a budget --drop)", _opt(validate.fraction), batch=False),
+          "fraction of its neighbours (instead of a budget --drop)", validate.optional(validate.fraction), batch=False),
     Param("epochs", 30, int, "SGD epochs", validate.positive_int, batch=False),
     Param("lr", 0.5, float, "SGD learning rate (constant step)", validate.positive32),
     Param("batch_size", 64, int, "SGD minibatch size", validate.positive_int, batch=False),
@@ -128,14 +118,7 @@ def _check(config: dict) -> None:
     if max(config["pair"]) >= K:
         raise ParameterError("pair", f"pair must name classes of {config['dataset']} in 0..{K - 1}, "
                              f"got {tuple(config['pair'])}")
-    if config["drop"] is not None and config["defense"] not in FILTERS:
-        raise ParameterError("drop", f"drop is only used with --defense loss-filter or knn-filter, "
-                             f"got defense {config['defense']}")
-    if config["knn_threshold"] is not None and config["defense"] != "knn-filter":
-        raise ParameterError("knn_threshold", f"knn_threshold is only used with --defense knn-filter, "
-                             f"got defense {config['defense']}")
-    if config["knn_threshold"] is not None and config["drop"] is not None:
-        raise ParameterError("drop", "give either drop (a budget) or knn_threshold, not both")
+    check_filter_flags(config)
     if config["model"] == "linear" and config["hidden"]:
         raise ParameterError("hidden", f"hidden must be empty for --model linear, got {list(config['hidden'])}")
     if config["model"] == "cnn" and config["hidden"] is not None and len(config["hidden"]) != 2:
@@ -158,16 +141,7 @@ def _check(config: dict) -> None:
     elif config["data_dir"] is not None and not config["download"] and not os.path.isdir(config["data_dir"]):
         raise ParameterError("data_dir", f"data_dir {config['data_dir']} is not a folder (give the folder holding "
                              f"the {config['dataset']} files, or --download)")
-    if config["defense"] in FILTERS and config["knn_threshold"] is None:
-        n = _n_train(config)
-        drop = config["alpha"] if config["drop"] is None else config["drop"]
-        if round(drop * n) >= n:
-            name = "alpha" if config["drop"] is None else "drop"
-            raise ParameterError(name, f"the filter would drop every training point ({name} = {drop}, drop defaults "
-                                 "to alpha); give a smaller --drop")
-    if config["defense"] == "knn-filter" and config["knn_k"] >= _n_train(config):
-        raise ParameterError("knn_k", f"knn_k must be smaller than the number of training points "
-                             f"{_n_train(config)}, got {config['knn_k']}")
+    check_filter_size(config, _n_train(config))
     try:
         data.require(config["dataset"], config["data_dir"], config["download"])
     except (ValueError, OSError) as e:  # missing or corrupt files: one line naming what and how to get it

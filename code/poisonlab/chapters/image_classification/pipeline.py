@@ -10,7 +10,7 @@ import torch
 from ... import attacks, data, defenses, metrics, train
 from ...train import losses
 from ...errors import ParameterError
-from ...lab.experiment import check_kept, seed_streams
+from ...lab.experiment import check_kept, filter_drop, seed_streams
 
 HIDDEN = {"linear": (), "mlp": (128,), "cnn": (8, 16)}  # hidden widths / CNN channels when not given
 # Parameters recorded along a run for early stopping: at most this many floats (T x K x parameters),
@@ -108,17 +108,16 @@ def _keeps(configs, poisoned) -> list:
     c0 = configs[0]
     if c0["defense"] == "none":
         return [torch.ones(p.n_train, dtype=torch.bool) for p in poisoned]
-    if c0["defense"] == "knn-filter":
-        if c0["knn_threshold"] is not None:
-            return [defenses.knn_filter(p.X_train, p.y_train, c0["knn_k"], c0["knn_threshold"]) for p in poisoned]
-        scores = [defenses.knn_disagreement(p.X_train, p.y_train, c0["knn_k"]) for p in poisoned]
-    else:  # loss-filter: the loss of each point under a preliminary model trained on the poisoned data
-        X = torch.stack([p.X_train for p in poisoned])
+
+    def losses(active):  # each point's loss under a preliminary model trained on the poisoned data
+        X = torch.stack([p.X_train for p in poisoned])  # one batched run over every configuration
         y = torch.stack([p.y_train for p in poisoned])
         prelim = _train(configs, X, y, len(poisoned[0].classes))
-        scores = list(_ce(_logits(prelim, X), y))
-    return [defenses.loss_filter(s, c["alpha"] if c["drop"] is None else c["drop"])
-            for s, c in zip(scores, configs)]
+        scores = _ce(_logits(prelim, X), y)
+        return [scores[k] for k in active]
+    return defenses.filter_masks([(p.X_train, p.y_train) for p in poisoned], c0["defense"],
+                                 [filter_drop(c) for c in configs], k=c0["knn_k"], threshold=c0["knn_threshold"],
+                                 losses=losses)
 
 
 def _split(config, keep: torch.Tensor):
@@ -203,9 +202,8 @@ def _fit_group(group: list[Outcome], per_epoch: bool, record: bool) -> None:
     acc = metrics.accuracy(logits_test, y_test)
     loss = _ce(logits_test, y_test).mean(1)
     for k, o in enumerate(group):
-        mask, keep = o.poisoned.poisoned, o.keep
         n_flip_fit = int(flipped[k].sum())
-        n_poison, n_clean = int(mask.sum()), int((~mask).sum())
+        clean_discarded, poison_discarded = defenses.discarded(o.keep, o.poisoned.poisoned)
         o.test_pred = logits_test[k].argmax(-1)
         o.metrics = {
             "test_accuracy": float(acc[k]),
@@ -213,8 +211,8 @@ def _fit_group(group: list[Outcome], per_epoch: bool, record: bool) -> None:
             "poisoned_fraction": n_flip_fit / len(o.fit_idx),
             "test_loss": float(loss[k]),
             "train_accuracy": float((pred_train[k] == y[k]).double().mean()),
-            "clean_discarded": float((~keep & ~mask).sum()) / n_clean if n_clean else 0.0,
-            "poison_discarded": float((~keep & mask).sum()) / n_poison if n_poison else 0.0,
+            "clean_discarded": clean_discarded,
+            "poison_discarded": poison_discarded,
             "stop_epoch": float(stop[k]),
         }
 
