@@ -57,6 +57,16 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def widths(name: str, value) -> tuple:
+    """Layer widths (hidden layers, CNN channels): whole numbers >= 1, as a tuple (empty: none)."""
+    return tuple(positive_int(name, v) for v in value)
+
+
+def optional(check):
+    """The check `check` letting None (a parameter's 'not given') through."""
+    return lambda name, value: None if value is None else check(name, value)
+
+
 def choice(name: str, value, choices: Iterable[str]) -> str:
     """One of a fixed set of names (losses, attacks, models, solvers)."""
     choices = list(choices)

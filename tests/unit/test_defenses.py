@@ -91,3 +91,32 @@ def test_filter_dataset():
     assert torch.equal(kept.X_test, ds.X_test)
     with pytest.raises(ValueError, match="keep"):
         defenses.filter_dataset(ds, keep[:5])
+
+
+def test_filter_masks_matches_the_filters_it_combines():
+    g = torch.Generator().manual_seed(3)
+    sets = [(torch.randn(30, 4, generator=g), torch.randint(0, 3, (30,), generator=g)) for _ in range(3)]
+    fractions = [0.2, 0.0, 0.5]  # the second set has nothing to drop: kept whole and not scored
+    asked = []
+
+    def losses(idx):
+        asked.append(list(idx))
+        return [sets[i][0].sum(1) for i in idx]
+    keeps = defenses.filter_masks(sets, "loss-filter", fractions, losses=losses)
+    assert asked == [[0, 2]] and bool(keeps[1].all())
+    for (X, _), f, keep in zip(sets, fractions, keeps):
+        assert torch.equal(keep, defenses.loss_filter(X.sum(1), f))
+    keeps = defenses.filter_masks(sets, "knn-filter", fractions, k=5)
+    for (X, y), f, keep in zip(sets, fractions, keeps):
+        assert torch.equal(keep, defenses.loss_filter(defenses.knn_disagreement(X, y, 5), f))
+    keeps = defenses.filter_masks(sets, "knn-filter", fractions, k=5, threshold=0.5)
+    for (X, y), keep in zip(sets, keeps):
+        assert torch.equal(keep, defenses.knn_filter(X, y, 5, 0.5))
+    assert all(bool(k.all()) for k in defenses.filter_masks(sets, "loss-filter", [0.0] * 3, losses=None))
+
+
+def test_discarded_counts_clean_and_poisoned_apart():
+    poisoned = torch.tensor([True, True, False, False, False, False])
+    keep = torch.tensor([False, True, False, True, True, True])
+    assert defenses.discarded(keep, poisoned) == (0.25, 0.5)
+    assert defenses.discarded(keep, torch.zeros(6, dtype=torch.bool)) == (2 / 6, 0.0)

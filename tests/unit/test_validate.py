@@ -82,3 +82,13 @@ def test_scales_must_square_finitely_in_float32(check):
     assert check("x", 1e15) == 1e15
     with pytest.raises(ValueError, match="x must be at most 1e\\+15"):
         check("x", 1e16)
+
+
+def test_widths_and_optional():
+    assert validate.widths("hidden", [3, 4]) == (3, 4) and validate.widths("hidden", []) == ()
+    with pytest.raises(ValueError, match="hidden"):
+        validate.widths("hidden", [3, 0])
+    check = validate.optional(validate.fraction)
+    assert check("drop", None) is None and check("drop", 0.5) == 0.5
+    with pytest.raises(ValueError, match="drop"):
+        check("drop", 2)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .. import validate
 
-__all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_dataset"]
+__all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_masks", "discarded", "filter_dataset"]
 
 
 def loss_filter(scores, fraction) -> Tensor:
@@ -71,6 +71,37 @@ def knn_filter(X, y, k=10, threshold=0.5) -> Tensor:
             raise ValueError(f"X must have shape (K, n, ...) matching y {tuple(y.shape)}, got {tuple(X.shape)}")
         return torch.stack([knn_disagreement(X[i], y[i], k) <= threshold for i in range(y.shape[0])])
     return knn_disagreement(X, y, k) <= threshold
+
+
+def filter_masks(sets, defense: str, fractions, *, k: int = 10, threshold=None, losses=None) -> list[Tensor]:
+    """Keep-masks of the filter `defense` ("loss-filter" or "knn-filter") over training sets sets[i] = (X, y).
+
+    "knn-filter" with a threshold: knn_filter. Else each set drops the round(fractions[i] * n) points of
+    largest score (loss_filter): their knn_disagreement ("knn-filter"), or for "loss-filter" their loss
+    under a preliminary model, losses(idx) -> one per-example loss tensor per set of the list idx. A set
+    with nothing to drop is kept whole and not scored.
+    """
+    if defense == "knn-filter" and threshold is not None:
+        return [knn_filter(X, y, k, threshold) for X, y in sets]
+    keeps = [torch.ones(X.shape[0], dtype=torch.bool) for X, _ in sets]
+    active = [i for i, ((X, _), f) in enumerate(zip(sets, fractions)) if round(f * X.shape[0]) > 0]
+    if not active:  # nothing to drop: no scores needed
+        return keeps
+    if defense == "loss-filter":
+        scores = dict(zip(active, losses(active)))
+    else:
+        scores = {i: knn_disagreement(*sets[i], k) for i in active}
+    for i in active:
+        keeps[i] = loss_filter(scores[i], fractions[i])
+    return keeps
+
+
+def discarded(keep: Tensor, poisoned: Tensor) -> tuple[float, float]:
+    """Fractions of the clean and of the poisoned training points (poisoned: the poison mask) that a filter's
+    keep-mask discards; 0 where there are none."""
+    n_poison, n_clean = int(poisoned.sum()), int((~poisoned).sum())
+    return (float((~keep & ~poisoned).sum()) / n_clean if n_clean else 0.0,
+            float((~keep & poisoned).sum()) / n_poison if n_poison else 0.0)
 
 
 def filter_dataset(ds, keep: Tensor):

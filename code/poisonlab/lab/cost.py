@@ -101,3 +101,31 @@ def blame(config: dict, defaults: dict) -> str:
 # Rough speed of the machine (optimistic: time estimates are lower bounds)
 FLOPS = 1e10
 STEP_SECONDS = {"fast": 1e-5, "generic": 2e-4}
+
+
+def mlp_params(widths) -> int:
+    """Weights and biases of a fully connected network with these layer widths (input, hidden..., output)."""
+    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def sgd_steps(epochs: int, n: int, batch_size: int) -> int:
+    """Minibatch steps of `epochs` epochs over n points."""
+    return epochs * math.ceil(n / batch_size)
+
+
+def run_seconds(flops: float, steps: int = 0, kind: str = "fast") -> float:
+    """Time of `flops` operations at FLOPS plus `steps` SGD steps of the trainer `kind` (STEP_SECONDS)."""
+    return flops / FLOPS + steps * STEP_SECONDS[kind]
+
+
+def knn_bytes(n: int, d: int) -> int:
+    """Memory of knn_disagreement over n points of d features (float64 distance blocks of 1024 rows)."""
+    return 8 * (3 * min(1024, n) * n + n * d)
+
+
+def blamed_cost(config: dict, total: float, seconds: float, sizes: dict, applies: dict | None = None) -> Cost:
+    """The Cost of `total` bytes and `seconds`, blamed on the size parameter that exceeds its typical value
+    the most (sizes: name -> typical value; applies: name -> False for one that this run does not use);
+    memory is not blamed on epochs."""
+    sizes = {k: v for k, v in sizes.items() if (applies or {}).get(k, True)}
+    return Cost(total, seconds, blame(config, sizes), blame(config, {k: v for k, v in sizes.items() if k != "epochs"}))

@@ -120,6 +120,40 @@ def seed_streams(seed: int, step: int, names=("data", "attack", "model")) -> dic
     return {name: seed + i * step for i, name in enumerate(names)}
 
 
+FILTERS = ("loss-filter", "knn-filter")  # the defences that discard training points before training
+
+
+def filter_drop(config: dict) -> float:
+    """The fraction of training points a filter discards: `drop`, by default alpha."""
+    return config["alpha"] if config["drop"] is None else config["drop"]
+
+
+def check_filter_flags(config: dict) -> None:
+    """drop and knn_threshold only with the filters that use them, and not both (ParameterError naming the flag)."""
+    defense = config["defense"]
+    if config["drop"] is not None and defense not in FILTERS:
+        raise ParameterError("drop", f"drop is only used with --defense loss-filter or knn-filter, "
+                             f"got defense {defense}")
+    if config["knn_threshold"] is not None and defense != "knn-filter":
+        raise ParameterError("knn_threshold", f"knn_threshold is only used with --defense knn-filter, "
+                             f"got defense {defense}")
+    if config["knn_threshold"] is not None and config["drop"] is not None:
+        raise ParameterError("drop", "give either drop (a budget) or knn_threshold, not both")
+
+
+def check_filter_size(config: dict, n_train: int) -> None:
+    """A filter's budget leaves training points, and the kNN filter has more points than neighbours."""
+    if config["defense"] in FILTERS and config["knn_threshold"] is None:
+        drop = filter_drop(config)
+        if round(drop * n_train) >= n_train:
+            name = "alpha" if config["drop"] is None else "drop"
+            raise ParameterError(name, f"the filter would drop every training point ({name} = {drop}, drop defaults "
+                                 "to alpha); give a smaller --drop")
+    if config["defense"] == "knn-filter" and config["knn_k"] >= n_train:
+        raise ParameterError("knn_k", f"knn_k must be smaller than the number of training points "
+                             f"{n_train}, got {config['knn_k']}")
+
+
 def check_kept(configs, keeps) -> None:
     """A filter (the defence of configs[k], keeps[k] its mask of kept training points, None: no filter) that
     discards every training point leaves nothing to train on: a ParameterError naming the flag that did it."""

@@ -38,10 +38,6 @@ def _at_least_3(name, value):
     return validate.positive_int(name, value, minimum=3)
 
 
-def _widths(name, value):
-    return tuple(validate.positive_int(name, v) for v in value)
-
-
 PARAMS = (
     Param("n", 1000, int, "data set size before the 80/20 train/test split", _at_least_3, batch=False),
     Param("dim", 1, int, "dimension d of x", validate.positive_int, batch=False),
@@ -57,7 +53,7 @@ PARAMS = (
     Param("epochs", 50, int, "SGD epochs", validate.positive_int, batch=False),
     Param("lr", 0.05, float, "SGD learning rate (constant step)", validate.positive32),
     Param("batch_size", 20, int, "SGD minibatch size", validate.positive_int, batch=False),
-    Param("hidden", (), int, "hidden-layer widths of an MLP (none: a linear model)", _widths, nargs="*",
+    Param("hidden", (), int, "hidden-layer widths of an MLP (none: a linear model)", validate.widths, nargs="*",
           batch=False),
     Param("continue_from_clean", False, bool, "first train on the clean training set, then continue on the "
           "poisoned one (instead of a fresh model)", batch=False),
@@ -218,42 +214,33 @@ def save_data(config: dict, path) -> None:
     poisoned.save(path, params=("W", "b"), config=config)
 
 
-def _mlp_params(d: int, hidden, m: int) -> int:
-    widths = [d, *hidden, m]
-    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
-
-
 # typical values of the size parameters: the one exceeding its own most is named by a refusal
 _SIZES = {"n": 1000, "dim": 10, "out_dim": 10, "epochs": 50, "hidden": 128}
 
 
 def cost(config: dict, repeats: int):
     """Estimated memory and time of `repeats` repeats of one configuration (trained together)."""
-    from ...lab.cost import FLOPS, STEP_SECONDS, Cost, blame
+    from ...lab.cost import blamed_cost, mlp_params, run_seconds, sgd_steps
 
     K, n, d, m = repeats, config["n"], config["dim"], config["out_dim"]
     N, H = data.train_size(n), tuple(config["hidden"])
     # arrays: X, y, the noise, the split's copies, the poison's float64 draws, the stacked batch and the
     # shuffled table of the trainer; float64 copies of [X, 1] and y in the exact solvers
     arrays = n * (12 * d + 32 * m) + 8 * N * (d + 1 + m) + 16 * N * (d + 1 + m)
-    P = _mlp_params(d, H, m)
+    P = mlp_params([d, *H, m])
     B = min(config["batch_size"], N)
     widest = max((*H, m, d + 1))
     model = 24 * P + 16 * B * sum(H) + 12 * n * widest if H else 48 * m * (d + 1)
     total = K * (arrays + model + 16 * n)  # + the epoch orders
-    steps = config["epochs"] * math.ceil(N / B)
+    steps = sgd_steps(config["epochs"], N, B)
     if config["solver"] == "exact":
         flops = K * (4 * N * (d + 1) ** 2 + 2 * N * (d + 1) * m) * (1 if config["loss"] == "l2" else 20 * m)
-        seconds = flops / FLOPS
+        seconds = run_seconds(flops)
     else:
         passes = 2 if config["continue_from_clean"] else 1
         flops = passes * K * config["epochs"] * N * 6 * P + K * 4 * N * (d + 1) ** 2  # + W* (least squares)
-        seconds = flops / FLOPS + passes * steps * STEP_SECONDS["generic" if H else "fast"]
-    sizes = dict(_SIZES)
-    if config["solver"] == "exact":
-        del sizes["epochs"]
-    mem_sizes = {k: v for k, v in sizes.items() if k != "epochs"}
-    return Cost(total, seconds, blame(config, sizes), blame(config, mem_sizes))
+        seconds = run_seconds(flops, passes * steps, "generic" if H else "fast")
+    return blamed_cost(config, total, seconds, _SIZES, {"epochs": config["solver"] == "sgd"})
 
 
 def poisoned_count(config: dict) -> int:

@@ -39,9 +39,11 @@ import math
 
 import torch
 
-from ... import attacks, data, metrics, validate
+from ... import attacks, data, defenses, metrics, validate
 from ...errors import ParameterError
-from ...lab.experiment import Experiment, Param, check_kept, full_batch_note, register
+from ...lab.experiment import (
+    FILTERS, Experiment, Param, check_filter_flags, check_filter_size, check_kept, full_batch_note, register,
+)
 from .cost import cost
 from .pipeline import (
     _filter, _scores_max_loss, _uses_clean_model, affine_part, auto_margin, expected_accuracy, fit_models,
@@ -53,7 +55,6 @@ __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "make_data", "poison", "fit", "fit
 
 FLIPS = attacks.BINARY_FLIPS  # random, boundary, one-sided, max-loss
 DEFENSES = ("none", "loss-filter", "knn-filter", "median", "trimmed-mean")
-FILTERS = ("loss-filter", "knn-filter")
 METRICS = ("test_accuracy", "expected_accuracy", "weight_norm", "angle", "poisoned_fraction", "clean_discarded",
            "poison_discarded", "train_accuracy", "margin_used", "strip_mass")
 
@@ -61,10 +62,6 @@ METRICS = ("test_accuracy", "expected_accuracy", "weight_norm", "angle", "poison
 def _n(name, value):
     # 5 points leave one test point and four training points after the 80/20 split
     return validate.positive_int(name, value, minimum=5)
-
-
-def _widths(name, value):
-    return tuple(validate.positive_int(name, v) for v in value)
 
 
 def _side(name, value):
@@ -80,46 +77,42 @@ def _trim(name, value):
     return value
 
 
-def _opt(check):
-    """A check that lets None (the parameter's 'not given') through."""
-    return lambda name, value: None if value is None else check(name, value)
-
-
 PARAMS = (
     Param("n", 1000, int, "data set size before the 80/20 train/test split", _n, batch=False),
     Param("dim", 2, int, "dimension d of x", validate.positive_int, batch=False),
     Param("x_dist", "uniform", str, "distribution of x: uniform ([-1, 1]^d), gaussian (N(0, I)) or mixture "
           "(Gaussian clusters, two of them close to the boundary)", choices=("uniform", "gaussian", "mixture")),
     Param("near", None, float, "mixture only: distance of the two tight clusters to the boundary "
-          "(default 0.15)", _opt(validate.positive_scale)),
+          "(default 0.15)", validate.optional(validate.positive_scale)),
     Param("bias", 0.0, float, "the true intercept b (w has unit norm)", validate.scale),
     Param("alpha", 0.1, float, "fraction of training labels flipped, in [0, 1]", validate.fraction),
     Param("flip", "random", str, "which labels are flipped: random, boundary (within the margin, both "
           "sides), one-sided (within the margin, label `side` only) or max-loss", choices=FLIPS),
     Param("margin", None, float, "boundary/one-sided: distance to the true boundary within which points are "
           "flipped (default: the smallest margin holding round(alpha n) eligible points)",
-          _opt(validate.non_negative)),
-    Param("side", None, int, "one-sided: the label of the points flipped, 0 or 1 (default 1)", _opt(_side)),
+          validate.optional(validate.non_negative)),
+    Param("side", None, int, "one-sided: the label of the points flipped, 0 or 1 (default 1)",
+          validate.optional(_side)),
     Param("reference", None, str, "max-loss: the model whose loss ranks the points, clean (theta_0 trained on "
           "the clean data; default) or true (the true boundary: the farthest points first)",
           choices=("clean", "true")),
     Param("defense", "none", str, "defence: none, loss-filter, knn-filter, median or trimmed-mean",
           choices=DEFENSES, batch=False),
     Param("drop", None, float, "filters: fraction of training points discarded (default: alpha)",
-          _opt(validate.fraction)),
+          validate.optional(validate.fraction)),
     Param("knn_k", 10, int, "knn-filter: number of neighbours k", validate.positive_int, batch=False),
     Param("knn_threshold", None, float, "knn-filter: drop every point whose label disagrees with more than this "
-          "fraction of its neighbours (instead of a budget `drop`)", _opt(validate.fraction), batch=False),
+          "fraction of its neighbours (instead of a budget `drop`)", validate.optional(validate.fraction), batch=False),
     Param("trim", 0.1, float, "trimmed-mean: fraction cut at each end of each minibatch coordinate", _trim,
           batch=False),
     Param("solver", "sgd", str, "sgd (the batched trainer) or exact (Newton's method to convergence)",
           choices=("sgd", "exact"), batch=False),
     Param("l2", None, float, "exact solver: ridge penalty (l2/2)|w|^2 (needed on separable data; default 0)",
-          _opt(validate.non_negative_scale), batch=False),
+          validate.optional(validate.non_negative_scale), batch=False),
     Param("epochs", 30, int, "SGD epochs", validate.positive_int, batch=False),
     Param("lr", 1.0, float, "SGD learning rate (constant step)", validate.positive32),
     Param("batch_size", 64, int, "SGD minibatch size", validate.positive_int, batch=False),
-    Param("hidden", (), int, "hidden-layer widths of an MLP (none: logistic regression)", _widths, nargs="*",
+    Param("hidden", (), int, "hidden-layer widths of an MLP (none: logistic regression)", validate.widths, nargs="*",
           batch=False),
     Param("continue_from_clean", False, bool, "train theta_0 on the clean data first, then continue training "
           "it on the poisoned data (instead of a fresh model)", batch=False),
@@ -137,12 +130,7 @@ def _check(config: dict) -> None:
         raise ParameterError("reference", f"reference is only used with --flip max-loss, got flip {flip}")
     if config["near"] is not None and config["x_dist"] != "mixture":
         raise ParameterError("near", f"near is only used with --x-dist mixture, got x_dist {config['x_dist']}")
-    if config["drop"] is not None and defense not in FILTERS:
-        raise ParameterError("drop", f"drop is only used with --defense loss-filter or knn-filter, got {defense}")
-    if config["knn_threshold"] is not None and defense != "knn-filter":
-        raise ParameterError("knn_threshold", f"knn_threshold is only used with --defense knn-filter, got {defense}")
-    if config["knn_threshold"] is not None and config["drop"] is not None:
-        raise ParameterError("drop", "give either drop (a budget) or knn_threshold, not both")
+    check_filter_flags(config)
     if solver == "exact":
         if config["hidden"]:
             raise ParameterError("hidden", "hidden layers need --solver sgd (the exact solver fits a "
@@ -155,16 +143,7 @@ def _check(config: dict) -> None:
                                  "--solver sgd")
     elif config["l2"] is not None:
         raise ParameterError("l2", "l2 is only used with --solver exact")
-    n_train = data.train_size(config["n"])
-    if defense in FILTERS and config["knn_threshold"] is None:
-        drop = config["alpha"] if config["drop"] is None else config["drop"]
-        if round(drop * n_train) >= n_train:
-            name = "alpha" if config["drop"] is None else "drop"
-            raise ParameterError(name, f"the filter would drop every training point ({name} = {drop}, drop defaults "
-                                 "to alpha); give a smaller --drop")
-    if config["defense"] == "knn-filter" and config["knn_k"] >= n_train:
-        raise ParameterError("knn_k", f"knn_k must be smaller than the number of training points "
-                             f"{n_train}, got {config['knn_k']}")
+    check_filter_size(config, data.train_size(config["n"]))
 
 
 def fit(configs: list[dict]) -> list[dict]:
@@ -203,15 +182,15 @@ def fit(configs: list[dict]) -> list[dict]:
         mask, keep = p.poisoned, keeps[k]
         if keep is None:
             keep = torch.ones_like(mask)
-        n_poison, n_clean = int(mask.sum()), int((~mask).sum())
+        clean_discarded, poison_discarded = defenses.discarded(keep, mask)
         out.append({
             "test_accuracy": float(metrics.accuracy(test_logits, p.y_test, probs=False)),
             "expected_accuracy": expected_accuracy(c, p, final, k),
             "weight_norm": float(w_hat.norm()),
             "angle": float(metrics.angle(w_hat, w_true)) if float(w_hat.norm()) > 0 else math.pi / 2,
-            "poisoned_fraction": n_poison / p.n_train,
-            "clean_discarded": float((~keep & ~mask).sum()) / n_clean if n_clean else 0.0,
-            "poison_discarded": float((~keep & mask).sum()) / n_poison if n_poison else 0.0,
+            "poisoned_fraction": int(mask.sum()) / p.n_train,
+            "clean_discarded": clean_discarded,
+            "poison_discarded": poison_discarded,
             "train_accuracy": float(metrics.accuracy(final.logit[k](sets[k][0]), sets[k][1], probs=False)),
             "margin_used": margins[k],
             "strip_mass": strip_mass(c, p, margins[k]),

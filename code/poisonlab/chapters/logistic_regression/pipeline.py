@@ -9,7 +9,7 @@ import torch
 from ... import attacks, data, defenses, solvers, train
 from ...train import losses
 from ...errors import ParameterError
-from ...lab.experiment import seed_streams
+from ...lab.experiment import filter_drop, seed_streams
 
 EVAL_POINTS = 2**14  # quasi-random points for the expected accuracy where no quadrature applies
 
@@ -229,23 +229,15 @@ def _fixed_points(x_dist: str, d: int):
 def _filter(configs, poisoned, init):
     """Keep-masks of the loss or kNN filter for each configuration."""
     c0 = configs[0]
-    if c0["defense"] == "knn-filter" and c0["knn_threshold"] is not None:
-        return [defenses.knn_filter(p.X_train, p.y_train, c0["knn_k"], c0["knn_threshold"]) for p in poisoned]
-    drops = [c["alpha"] if c["drop"] is None else c["drop"] for c in configs]
-    keeps = [torch.ones(p.n_train, dtype=torch.bool) for p in poisoned]
-    active = [k for k, (f, p) in enumerate(zip(drops, poisoned)) if round(f * p.n_train) > 0]
-    if not active:  # nothing to drop: no scores needed
-        return keeps
-    if c0["defense"] == "loss-filter":
+
+    def losses(active):  # each point's loss under a preliminary model trained on the poisoned data
         prelim = fit_models([configs[k] for k in active],
                             [(poisoned[k].X_train, poisoned[k].y_train, poisoned[k].X_test) for k in active],
                             None if init is None else [init[k] for k in active], aggregate=False)
-        scores = {k: _bce(prelim.logit[j](poisoned[k].X_train), poisoned[k].y_train) for j, k in enumerate(active)}
-    else:
-        scores = {k: defenses.knn_disagreement(poisoned[k].X_train, poisoned[k].y_train, c0["knn_k"]) for k in active}
-    for k in active:
-        keeps[k] = defenses.loss_filter(scores[k], drops[k])
-    return keeps
+        return [_bce(prelim.logit[j](poisoned[k].X_train), poisoned[k].y_train) for j, k in enumerate(active)]
+    return defenses.filter_masks([(p.X_train, p.y_train) for p in poisoned], c0["defense"],
+                                 [filter_drop(c) for c in configs], k=c0["knn_k"], threshold=c0["knn_threshold"],
+                                 losses=losses)
 
 
 def save_data(config: dict, path) -> None:
