@@ -7,6 +7,7 @@ import pytest
 import clitools
 from poisonlab import cli
 from poisonlab.chapters.image_classification import experiment as img_exp
+from poisonlab.chapters.image_classification import pipeline as img_pipe
 
 # small and fast: 2 epochs of softmax regression on the 8x8 digits, 2 repeats
 FAST = ["--epochs", "2", "--repeats", "2"]
@@ -162,8 +163,8 @@ def test_a_missing_data_set_is_one_line_naming_how_to_get_it(capsys, tmp_path, m
 
 def test_mnist_cost_counts_sixty_thousand_images():
     config = {p.name: p.default for p in img_exp.PARAMS} | {"dataset": "mnist", "alpha": 0.0}
-    assert img_exp.SHAPES["mnist"] == (70000, 60000, (1, 28, 28))
-    assert img_exp.SHAPES["digits"] == (1797, 1438, (1, 8, 8))
+    assert img_pipe.SHAPES["mnist"] == (70000, 60000, (1, 28, 28))
+    assert img_pipe.SHAPES["digits"] == (1797, 1438, (1, 8, 8))
     one = img_exp.cost(config, 1)
     # the 60,000 x 784 float32 training images, shuffled and stacked, dominate: ~0.5-1 GB, seconds to minutes
     assert 0.4e9 < one.bytes < 1.5e9 and 1.0 < one.seconds < 600.0

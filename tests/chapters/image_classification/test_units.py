@@ -12,7 +12,7 @@ from poisonlab import attacks, data, defenses
 from poisonlab.chapters.image_classification import (
     experiment as img_exp, studies as img_studies, sweeps as img,
 )
-from poisonlab.chapters.image_classification import theory as T
+from poisonlab.chapters.image_classification import pipeline as img_pipe, theory as T
 
 
 @pytest.fixture(autouse=True)
@@ -269,7 +269,7 @@ def test_target_class_and_pair_semantics():
 def test_max_loss_flips_the_true_top_k_to_the_runner_up():
     c = config(alpha=0.05, flip="max-loss")
     clean = img_exp.make_data(c)
-    probs = img_exp._reference_probs([c], [clean])[0]
+    probs = img_pipe._reference_probs([c], [clean])[0]
     p = img_exp.poison(c, clean, probs)
     loss = -torch.log(probs[torch.arange(clean.n_train), clean.y_train])
     k = round(0.05 * clean.n_train)
@@ -284,11 +284,11 @@ def test_defence_keep_masks():
     configs = [config(alpha=0.2, defense=d, seed=s) for d in ("loss-filter",) for s in (0, 1)]
     cleans = [img_exp.make_data(c) for c in configs]
     poisoned = [img_exp.poison(c, ds) for c, ds in zip(configs, cleans)]
-    for keep, p in zip(img_exp._keeps(configs, poisoned), poisoned):
+    for keep, p in zip(img_pipe._keeps(configs, poisoned), poisoned):
         assert int((~keep).sum()) == round(0.2 * p.n_train)   # the budget alpha
         assert float((~keep & p.mask).sum() / p.mask.sum()) > 0.6   # most random flips have large loss
     knn = [config(alpha=0.2, defense="knn-filter", seed=0, drop=0.1)]
-    (keep,) = img_exp._keeps(knn, poisoned[:1])
+    (keep,) = img_pipe._keeps(knn, poisoned[:1])
     assert int((~keep).sum()) == round(0.1 * poisoned[0].n_train)
 
 

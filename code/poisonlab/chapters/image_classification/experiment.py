@@ -39,7 +39,7 @@ from ...errors import ParameterError
 from ...lab.experiment import Experiment, Param, check_filter_flags, check_filter_size, full_batch_note, register
 from .cost import MAX_BATCH, cost
 from .pipeline import (
-    HIDDEN, SHAPES, Outcome, _keeps, _n_train, _reference_probs, hidden_of, make_data, poison, run_detailed,
+    HIDDEN, Outcome, _n_train, hidden_of, make_data, poison, run_detailed,
     save_data, seeds_of,
 )
 
