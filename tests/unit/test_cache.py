@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from poisonlab import storage
 from poisonlab.lab import cache
 from poisonlab.lab import sweep
 from poisonlab.lab.experiment import Experiment, Param
@@ -126,14 +127,14 @@ def test_interrupted_write_leaves_no_partial_file(folder, monkeypatch):
     def crash(fd):
         raise Crash("power cut")
 
-    monkeypatch.setattr(cache.os, "fsync", crash)
+    monkeypatch.setattr(storage.os, "fsync", crash)
     with pytest.raises(Crash):
         cache.atomic_write(target, '{"complete": false}')
     assert files(folder / "x") == []  # neither the file nor a temp file
 
     monkeypatch.undo()
     cache.atomic_write(target, '{"complete": true}')
-    monkeypatch.setattr(cache.os, "fsync", crash)
+    monkeypatch.setattr(storage.os, "fsync", crash)
     with pytest.raises(Crash):
         cache.atomic_write(target, '{"complete": false}')
     assert files(folder / "x") == [target]  # the previous file, intact
@@ -147,11 +148,11 @@ def test_interrupted_sweep_recovers(folder, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache.os, "replace", interrupted)
+    monkeypatch.setattr(storage.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sweep.run(exp, GRID, repeats=2)
     assert [p for p in folder.rglob("*") if p.is_file()] == []
-    monkeypatch.setattr(cache.os, "replace", real)
+    monkeypatch.setattr(storage.os, "replace", real)
     res = sweep.run(exp, GRID, repeats=2)
     assert res.cached == 0 and len(res.rows) == 8
 

@@ -12,7 +12,8 @@ import torch
 from ... import defenses, metrics, validate
 from ...lab.profile import get_profile
 from . import theory
-from .experiment import _reference_probs, EXPERIMENT, make_data, poison, run_detailed, seeds_of
+from .experiment import EXPERIMENT, make_data, poison, run_detailed, seeds_of
+from .pipeline import _reference_probs
 from .sweeps import CHAPTER, _resolve, summarize
 
 
