@@ -12,12 +12,9 @@ from ... import attacks, stats, validate
 from ...lab import sweep
 from ...lab.profile import get_profile
 from . import theory
-from ...lab.chapter import Chapter
-from .experiment import DEFENSES, EXPERIMENT, FLIPS, make_data
+from ...lab.chapter import Chapter, SweepSpec
+from .experiment import DEFENSES, EXPERIMENT, FLIPS, MODELS, make_data
 from .sizes import SIZES
-
-# the chapter's sizes; its sweeps are per model and attack (attack_sweeps, defense_sweeps), run with them
-CHAPTER = Chapter(EXPERIMENT, SIZES)
 
 
 def _resolve(seed=0, **params) -> dict:
@@ -42,9 +39,8 @@ def pair_alphas(fractions, seeds, pair=(1, 7), **params) -> list:
     return [math.floor(validate.fraction("fractions", f) * share * 1e4) / 1e4 for f in fractions]
 
 
-def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
-    """The four attacks' alpha sweeps of one model with the chapter's sizes S (profile section): flip -> SweepResult."""
-
+def _attack_specs(model: str, S, seed: int = 0) -> dict[str, SweepSpec]:
+    """The four attacks' alpha sweeps of one model with the chapter's sizes S: flip -> SweepSpec."""
     R = S.sweep_repeats[model]
     stride = S.alpha_stride[model]
     fixed = {"model": model, "epochs": S.epochs[model], "batch_size": S.batch_size[model]}
@@ -56,9 +52,42 @@ def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
     keep = {"random": {0.0, theory.threshold(10), 1.0, S.damage_alpha}, "max-loss": {0.0, S.damage_alpha}}
     grids = {flip: [a for i, a in enumerate(alphas) if i % stride == 0 or a in keep.get(flip, {0.0})]
              for flip, alphas in grids.items()}
-    return {flip: sweep.run(EXPERIMENT, grid={"alpha": alphas}, repeats=R, seed=seed,
-                            fixed={**fixed, "flip": flip}, cache=cache, progress=False)
-            for flip, alphas in grids.items()}
+    return {flip: SweepSpec({"alpha": alphas}, {**fixed, "flip": flip}, R, seed) for flip, alphas in grids.items()}
+
+
+def _defense_specs(S, seed: int = 0) -> dict[tuple, SweepSpec]:
+    """Every defence x alpha for each model of S.defense_alphas and each attack (pair: alpha capped at 90% of
+    the pair's share): (model, flip) -> SweepSpec."""
+    R = S.defense_repeats
+    pair_max = 0.9 * class_share((1, 7), range(seed, seed + R))
+    out = {}
+    for model, alphas in S.defense_alphas.items():
+        fixed = {"model": model, "epochs": S.epochs[model], "batch_size": S.batch_size[model]}
+        for flip in FLIPS:
+            grid_alphas = sorted({round(min(a, pair_max), 4) for a in alphas}) if flip == "pair" else list(alphas)
+            out[model, flip] = SweepSpec({"defense": list(DEFENSES), "alpha": grid_alphas}, {**fixed, "flip": flip},
+                                         R, seed)
+    return out
+
+
+def _sweeps(S) -> dict[str, SweepSpec]:
+    """Every sweep of the chapter by name: <flip>-<model> (the attacks), defense-<model>-<flip>."""
+    out = {f"{flip}-{model}": spec for model in MODELS for flip, spec in _attack_specs(model, S).items()}
+    out.update({f"defense-{model}-{flip}": spec for (model, flip), spec in _defense_specs(S).items()})
+    return out
+
+
+CHAPTER = Chapter(EXPERIMENT, SIZES, _sweeps)
+
+
+def _run(spec: SweepSpec, cache: bool):
+    return sweep.run(EXPERIMENT, grid=spec.grid, repeats=spec.repeats, seed=spec.seed, fixed=spec.fixed, cache=cache,
+                     progress=False)
+
+
+def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
+    """The four attacks' alpha sweeps of one model with the chapter's sizes S: flip -> SweepResult."""
+    return {flip: _run(spec, cache) for flip, spec in _attack_specs(model, S, seed).items()}
 
 
 def sweeps_of(model: str, profile=None) -> dict:
@@ -92,17 +121,7 @@ def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:
 def defense_sweeps(S, seed: int = 0, cache: bool = True) -> pd.DataFrame:
     """Rows of every defence x attack x alpha x repeat for the models of S.defense_alphas (pair: alpha
     capped at 90% of the pair's share), each with the undefended run's accuracy of the same seed."""
-
-    R = S.defense_repeats
-    pair_max = 0.9 * class_share((1, 7), range(seed, seed + R))
-    frames = []
-    for model, alphas in S.defense_alphas.items():
-        fixed = {"model": model, "epochs": S.epochs[model], "batch_size": S.batch_size[model]}
-        for flip in FLIPS:
-            grid_alphas = sorted({round(min(a, pair_max), 4) for a in alphas}) if flip == "pair" else list(alphas)
-            res = sweep.run(EXPERIMENT, grid={"defense": list(DEFENSES), "alpha": grid_alphas}, repeats=R, seed=seed,
-                            fixed={**fixed, "flip": flip}, cache=cache, progress=False)
-            frames.append(res.rows)
+    frames = [_run(spec, cache).rows for spec in _defense_specs(S, seed).values()]
     rows = pd.concat(frames, ignore_index=True)
     base = rows[rows.defense == "none"].set_index(["model", "flip", "alpha", "seed"])["test_accuracy"]
     rows["recovered"] = rows["test_accuracy"].to_numpy() - base.loc[

@@ -97,6 +97,25 @@ def _sweeps(z: Sizes) -> dict[str, SweepSpec]:
 CHAPTER = Chapter(EXPERIMENT, SIZES, _sweeps)
 
 
+def dimension_facts(d_table, m_table, profile=None) -> dict:
+    """What the dimension section quotes from its two summaries: SGD's squared weight error at the largest d over
+    the prediction there (`sgd_over_predicted`), and the range of exact least squares' test MSE over m."""
+    d_max = int(d_table["dim"].max())
+    sgd = d_table[(d_table["dim"] == d_max) & (d_table["solver"] == "sgd")]["w_sq_mean"].item()
+    predicted_max = predicted("weight_error_sq", EXPERIMENT.resolve(**setting(profile, dim=d_max)))
+    mse = m_table[m_table["solver"] == "exact"]["test_mse_mean"]
+    return {"d_max": d_max, "sgd_over_predicted": sgd / predicted_max, "mse_min": float(mse.min()),
+            "mse_max": float(mse.max())}
+
+
+def worst_exact(table) -> dict:
+    """Where exact least squares' squared weight error peaks over N (a little-data summary), with SGD's there."""
+    exact = table[table["solver"] == "exact"]
+    worst = exact.loc[exact["w_sq_mean"].idxmax()]
+    sgd = table[(table["solver"] == "sgd") & (table["N"] == worst["N"])]["w_sq_mean"].item()
+    return {"N": int(worst["N"]), "exact": float(worst["w_sq_mean"]), "sgd": float(sgd)}
+
+
 def summarize(result, by, where=None, **derived):
     """Per value of `by`: mean and 95% t-interval of each metric and of each `derived` column (name=f(rows)).
 
