@@ -286,3 +286,20 @@ def test_ellipse_is_the_level_set():
     v = np.stack([x - 1.0, y + 1.0])
     q = np.einsum("in,ij,jn->n", v, np.linalg.inv(cov), v)
     assert np.allclose(q, stats.chi2.ppf(0.9, 2))
+
+
+@pytest.mark.parametrize("mu, s", [(5.0, 5.0), (5.0, 2.0), (5.0, 0.0), (3.0, 4.0), (-5.0, 2.0)])
+def test_noise_peak_is_the_argmax_of_the_noise_variance(mu, s):
+    ps = np.linspace(0.0, 1.0, 100_001)
+    a = theory.effective_variance(1.0, ps, mu, s)
+    assert theory.noise_peak(mu, s) == pytest.approx(ps[int(np.argmax(a))], abs=1e-4)
+
+
+def test_the_chapter_poison_has_no_interior_peak():
+    # sigma_eta = mu_eta: the training MSE rises to alpha = 1; "falls again as p -> 1" would need s < mu
+    assert theory.noise_peak(lin.MU, lin.S) == 1.0
+    a = theory.effective_variance(lin.SIGMA, np.array([0.6, 0.8, 1.0]), lin.MU, lin.S)
+    assert a[0] < a[1] < a[2]
+    assert theory.noise_peak(lin.MU, 0.5 * lin.MU) < 1.0
+    with pytest.raises(ValueError, match="s_"):
+        theory.noise_peak(1.0, -1.0)

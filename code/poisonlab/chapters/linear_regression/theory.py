@@ -313,6 +313,17 @@ def effective_variance(sigma_, p_, mu_, s_, N_=None):
     return _lambdas()["a_N"](N_, 1, sigma_, p_, mu_, s_)
 
 
+def noise_peak(mu_, s_) -> float:
+    """The poisoned fraction p* at which the population noise variance sigma^2 + p s^2 + p(1-p) mu^2 peaks over
+    [0, 1]: its derivative s^2 + (1 - 2p) mu^2 vanishes at (s^2 + mu^2)/(2 mu^2), solved by sympy; an interior
+    peak only when s < mu, else p* = 1 (the variance rises all the way). mu = 0: no peak but the end, 1."""
+    mu_, s_ = validate.finite("mu_", mu_), validate.non_negative("s_", s_)
+    if mu_ == 0:
+        return 1.0
+    (root,) = sp.solve(sp.diff(poisoned_population()["noise_variance"], p), p)
+    return float(min(1.0, root.subs({mu: abs(mu_), s: s_})))
+
+
 def intercept_shift(p_, mu_):
     """b* - b = p mu: the population OLS intercept moves by the mean poison per point; the slope does not move."""
     return np.asarray(p_, dtype=float) * np.asarray(mu_, dtype=float)
