@@ -114,11 +114,11 @@ def _law_strip(profile):
                     how="fitted slope of error against M, jackknife over repeats")
 
 
-def _law_reversal_maxloss(profile):
+def _law_reversal_confident(profile):
     from . import theory
 
-    return crossing_law(CHAPTER.sweep("reversal-maxloss", profile), theory.reversal_alpha("max-loss"),
-                        "Gaussian, max-loss flips reverse at erfc(√log 2)")
+    return crossing_law(CHAPTER.sweep("reversal-most-confident", profile), theory.reversal_alpha("most-confident"),
+                        "Gaussian, most-confident flips reverse at erfc(√log 2)")
 
 
 def _law_reversal_boundary(profile):
@@ -133,8 +133,8 @@ def _law_reversal_mixture(profile):
     from . import theory
 
     mixture, w = default_population()
-    return crossing_law(CHAPTER.sweep("maxloss", profile), theory.population_reversal("max-loss", mixture, w),
-                        "mixture, max-loss flips reverse where the population fit does", reference="true")
+    return crossing_law(CHAPTER.sweep("most-confident", profile), theory.population_reversal("most-confident", mixture, w),
+                        "mixture, most-confident flips reverse where the population fit does", reference="true")
 
 
 def _law_evasion(profile):
@@ -202,7 +202,7 @@ def _law_knn(flipped: bool):
 
 LAWS = {
     "mirror": _law_mirror, "norm": _law_norm, "norm-exponent": _law_norm_exponent, "mixture": _law_mixture,
-    "strip": _law_strip, "reversal-maxloss": _law_reversal_maxloss, "reversal-boundary": _law_reversal_boundary,
+    "strip": _law_strip, "reversal-most-confident": _law_reversal_confident, "reversal-boundary": _law_reversal_boundary,
     "reversal-mixture": _law_reversal_mixture, "evasion": _law_evasion, "rate-n": _law_rate_n,
     "rate-d": _law_rate_d, "rate-constant": _law_rate_constant, "knn-flipped": _law_knn(True),
     "knn-clean": _law_knn(False),
@@ -238,10 +238,10 @@ def rival(name: str, profile=None) -> float:
         return 1.0
     if name == "strip":  # the boundary moving only halfway across the flipped strip
         return 0.5
-    if name in ("reversal-maxloss", "reversal-boundary"):  # reversal at 1/2, as for random flips
+    if name in ("reversal-most-confident", "reversal-boundary"):  # reversal at 1/2, as for random flips
         return 0.5
     if name == "reversal-mixture":  # the Gaussian threshold erfc(sqrt(log 2)) carried over to the mixture
-        return theory.reversal_alpha("max-loss")
+        return theory.reversal_alpha("most-confident")
     if name == "evasion":  # evasion that can only push points of one side across
         return 0.5
     if name == "rate-n":  # the fast rate d/n of separable (noise-free) data

@@ -63,7 +63,8 @@ def poison(config: dict, clean: data.Dataset, scores=None) -> tuple[data.Dataset
     elif k == 0:
         return clean.replace(mask=clean.poisoned), 0.0
     try:
-        ds = attacks.flip_binary(clean, alpha, how=flip, margin=margin, side=side if flip == "one-sided" else None,
+        how = "max-loss" if flip == "most-confident" else flip  # the attack library's name
+        ds = attacks.flip_binary(clean, alpha, how=how, margin=margin, side=side if flip == "one-sided" else None,
                                  scores=scores, seed=seeds_of(config["seed"])["attack"])
     except ParameterError:
         raise
@@ -92,11 +93,32 @@ class _Fitted:
         self.logit = [None] * K  # k -> function X (n, d) -> logits (n,)
 
 
+class UnbiasedBCE:
+    """The objective of the "unbiased-loss" defence: Natarajan et al.'s unbiased BCE (losses.unbiased_bce)
+    for symmetric flips at rate rho[k] for model k (torch.func-compatible: no checks inside)."""
+
+    def __init__(self, rho):
+        self.rho = torch.as_tensor(rho, dtype=torch.float32).reshape(-1, 1, 1)
+
+    def __call__(self, forward, params, buffers, Xb, Yb):
+        pred = forward(params, buffers, Xb)
+        rho = self.rho.to(pred.device, pred.dtype)
+        return losses._unbiased_bce(pred, Yb.reshape(pred.shape).to(pred.dtype), rho, rho)
+
+    def __repr__(self):
+        return f"UnbiasedBCE(rho={self.rho.flatten().tolist()})"
+
+
 def _sgd_kw(configs):
     c0 = configs[0]
     hidden = tuple(c0["hidden"])
     aggregate = c0["defense"] if c0["defense"] in ("median", "trimmed-mean") else "mean"
-    return dict(model="mlp" if hidden else "linear", hidden=hidden, loss="bce", epochs=c0["epochs"],
+    if c0["defense"] == "worker-median":
+        aggregate = defenses.WorkerMedian(c0["workers"])
+    objective = None
+    if c0["defense"] == "unbiased-loss":
+        objective = UnbiasedBCE([c["alpha"] if c["flip_rate"] is None else c["flip_rate"] for c in configs])
+    return dict(objective=objective, model="mlp" if hidden else "linear", hidden=hidden, loss="bce", epochs=c0["epochs"],
                 lr=torch.tensor([c["lr"] for c in configs]), batch_size=c0["batch_size"],
                 seeds=[seeds_of(c["seed"])["model"] for c in configs], aggregate=aggregate, trim=c0["trim"],
                 configs=configs)
@@ -107,7 +129,7 @@ def fit_models(configs: list[dict], sets: list[tuple], init=None, *, aggregate=T
 
     Sets of equal size are trained together (one batched SGD run, or the exact solver); `init` holds
     state dicts to continue from (SGD). aggregate=False uses the plain mean whatever the defence
-    (the preliminary and reference models of the filters and of the max-loss attacker).
+    (the preliminary and reference models of the filters and of the most-confident attacker).
     """
     K = len(configs)
     out = _Fitted(K)
@@ -130,8 +152,8 @@ def fit_models(configs: list[dict], sets: list[tuple], init=None, *, aggregate=T
                 out.logit[k] = (lambda X_, w_=w[j], b_=float(b[j]): X_ @ w_ + b_)
             continue
         kw = _sgd_kw(sub)
-        if not aggregate:
-            kw["aggregate"] = "mean"
+        if not aggregate:  # the plain model: mean gradient of the plain BCE
+            kw["aggregate"], kw["objective"] = "mean", None
         start = None if init is None else [init[k] for k in idx]
         model = train.train_batched(X, y, init=start, **kw)
         for j, k in enumerate(idx):
@@ -159,10 +181,10 @@ def _bce(logits, y):
 
 
 def _uses_clean_model(config):
-    return config["flip"] == "max-loss" and config["alpha"] > 0 and config["reference"] in (None, "clean")
+    return config["flip"] == "most-confident" and config["alpha"] > 0 and config["reference"] in (None, "clean")
 
 
-def _scores_max_loss(reference: _Fitted, k: int, clean: data.Dataset, config: dict):
+def _scores_most_confident(reference: _Fitted, k: int, clean: data.Dataset, config: dict):
     """The loss of each training point's flipped label under the clean reference model, or, for
     reference "true", the distance to the true boundary (the same order as that loss under the true model)."""
     if config["reference"] == "true":
@@ -244,8 +266,8 @@ def save_data(config: dict, path) -> None:
     """Write one configuration's poisoned training set, clean test set, poison mask and true w, b (.npz)."""
     clean = make_data(config)
     scores = None
-    if config["flip"] == "max-loss":
+    if config["flip"] == "most-confident":
         ref = fit_models([config], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
-        scores = _scores_max_loss(ref, 0, clean, config)
+        scores = _scores_most_confident(ref, 0, clean, config)
     p, margin = poison(config, clean, scores)
     p.save(path, params=("w",), config=config, b=torch.tensor(float(p.params["b"])), margin=margin)

@@ -26,9 +26,9 @@ class Sizes:
     margin_alphas: list[float]
     strip_alphas: list[float]
     strip_n: int
-    maxloss_alphas: list[float]
+    confident_alphas: list[float]
     reversal_n: int
-    maxloss_reversal: list[float]
+    confident_reversal: list[float]
     gauss_margin: float
     boundary_reversal: list[float]
     evasion_eps: list[float]
@@ -66,9 +66,9 @@ QUICK = Sizes(
     margin_alphas=[0.03, 0.06, 0.09, 0.12],
     strip_alphas=[0.05, 0.2, 0.3],
     strip_n=4000,
-    maxloss_alphas=[0.1, 0.2, 0.3, 0.35, 0.4, 0.5],
+    confident_alphas=[0.1, 0.2, 0.3, 0.35, 0.4, 0.5],
     reversal_n=3000,
-    maxloss_reversal=[0.15, 0.2, 0.225, 0.25, 0.275, 0.3, 0.35],
+    confident_reversal=[0.15, 0.2, 0.225, 0.25, 0.275, 0.3, 0.35],
     gauss_margin=1.5,
     boundary_reversal=[0.5, 0.55, 0.6, 0.65, 0.7, 0.75],
     evasion_eps=[0.05, 0.1, 0.2, 0.3, 0.4],
@@ -106,9 +106,9 @@ FULL = Sizes(
     margin_alphas=[0.02, 0.04, 0.06, 0.08, 0.1, 0.12],
     strip_alphas=[0.02, 0.05, 0.1, 0.2, 0.3],
     strip_n=4000,
-    maxloss_alphas=[0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5],
+    confident_alphas=[0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5],
     reversal_n=3000,
-    maxloss_reversal=[0.15, 0.2, 0.22, 0.24, 0.26, 0.3, 0.35],
+    confident_reversal=[0.15, 0.2, 0.22, 0.24, 0.26, 0.3, 0.35],
     gauss_margin=1.5,
     boundary_reversal=[0.5, 0.55, 0.6, 0.63, 0.66, 0.7, 0.75],
     evasion_eps=[0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4],

@@ -10,7 +10,7 @@ import torch
 from ... import attacks, data, defenses, train, validate
 from ...lab.profile import get_profile
 from .experiment import EXPERIMENT, FILTERS, _side
-from .pipeline import _filter, fit_models, make_data, poison, _scores_max_loss, _sgd_kw
+from .pipeline import _filter, fit_models, make_data, poison, _scores_most_confident, _sgd_kw
 from .sweeps import CHAPTER
 
 
@@ -27,7 +27,7 @@ def trajectory(config: dict, record_every: int):
         raise ValueError("trajectory needs solver sgd, a linear model and no defence")
     clean = make_data(config)
     ref = fit_models([config], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
-    scores = _scores_max_loss(ref, 0, clean, config) if config["flip"] == "max-loss" else None
+    scores = _scores_most_confident(ref, 0, clean, config) if config["flip"] == "most-confident" else None
     poisoned, _ = poison(config, clean, scores)
     model = train.train_batched(poisoned.X_train[None], poisoned.y_train[None], init=ref.state,
                                 record_every=record_every, **_sgd_kw([config]))
@@ -49,9 +49,9 @@ def boundary_distances(config: dict):
     clean = make_data(config)
     c = dict(config)
     reference = None
-    if c["flip"] == "max-loss" or c["continue_from_clean"]:
+    if c["flip"] == "most-confident" or c["continue_from_clean"]:
         reference = fit_models([c], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
-    scores = _scores_max_loss(reference, 0, clean, c) if c["flip"] == "max-loss" else None
+    scores = _scores_most_confident(reference, 0, clean, c) if c["flip"] == "most-confident" else None
     p, _ = poison(c, clean, scores)
     keep = _filter([c], [p], None if reference is None or not c["continue_from_clean"] else reference.state)[0] \
         if c["defense"] in FILTERS else torch.ones(p.n_train, dtype=torch.bool)
@@ -87,10 +87,10 @@ def knn_rates(config: dict, far: float) -> dict:
     the fractions of flipped and of clean points dropped, among points farther than `far` from the
     true boundary ("*_far") and among all points."""
     config = EXPERIMENT.resolve(**{k: v for k, v in config.items() if k != "seed"}, seed=config.get("seed", 0))
-    if config["flip"] == "max-loss" and config["reference"] != "true":
-        raise ValueError("knn_rates needs an attack without a trained reference (flip max-loss: reference true)")
+    if config["flip"] == "most-confident" and config["reference"] != "true":
+        raise ValueError("knn_rates needs an attack without a trained reference (flip most-confident: reference true)")
     clean = make_data(config)
-    scores = attacks.boundary_distance(clean).abs() if config["flip"] == "max-loss" else None
+    scores = attacks.boundary_distance(clean).abs() if config["flip"] == "most-confident" else None
     p, _ = poison(config, clean, scores)
     threshold = 0.5 if config["knn_threshold"] is None else config["knn_threshold"]
     dropped = ~defenses.knn_filter(p.X_train, p.y_train, config["knn_k"], threshold)

@@ -13,7 +13,7 @@ from .sizes import SIZES
 
 
 ALPHA1 = 0.2        # the chapter's running example of a poisoned fraction
-CONT_ALPHA = 0.3    # max-loss flips past the mixture's reversal, for the continued-training study
+CONT_ALPHA = 0.3    # most-confident flips past the mixture's reversal, for the continued-training study
 
 
 def _sweeps(S) -> dict[str, SweepSpec]:
@@ -34,8 +34,8 @@ def _sweeps(S) -> dict[str, SweepSpec]:
         "strip": ({"flip": ["one-sided", "boundary"], "x_dist": ["uniform", "mixture"], "alpha": S.strip_alphas},
                   {}, R, 4),
         "strip-law": ({"alpha": S.strip_alphas}, {"flip": "one-sided", "n": S.strip_n}, R, 4),
-        "maxloss": ({"reference": ["clean", "true"], "alpha": S.maxloss_alphas}, {**mix, "flip": "max-loss"}, R, 5),
-        "reversal-maxloss": ({"alpha": S.maxloss_reversal}, {**gauss_rev, "flip": "max-loss", "reference": "true"},
+        "most-confident": ({"reference": ["clean", "true"], "alpha": S.confident_alphas}, {**mix, "flip": "most-confident"}, R, 5),
+        "reversal-most-confident": ({"alpha": S.confident_reversal}, {**gauss_rev, "flip": "most-confident", "reference": "true"},
                              R, 6),
         "reversal-boundary": ({"alpha": S.boundary_reversal},
                               {**gauss_rev, "flip": "boundary", "margin": S.gauss_margin}, R, 6),
@@ -44,10 +44,10 @@ def _sweeps(S) -> dict[str, SweepSpec]:
                     rsgd, 8),
         "n-exact": ({"n": S.ns}, {**rate, "x_dist": "gaussian", "solver": "exact"}, R, 9),
         "n-sgd": ({"n": S.ns, "x_dist": ["gaussian", "mixture"]}, {**rate, "lr": S.rate_lr}, rsgd, 9),
-        "hidden": ({"hidden": [(), tuple(S.hidden)], "flip": ["random", "max-loss"], "alpha": S.hidden_alphas},
+        "hidden": ({"hidden": [(), tuple(S.hidden)], "flip": ["random", "most-confident"], "alpha": S.hidden_alphas},
                    mix, bonus, 10),
         "little": ({"n": S.little_ns, "alpha": [0.0, ALPHA1]}, mix, bonus, 11),
-        "continue": ({"continue_from_clean": [False, True], "flip": ["random", "max-loss"]},
+        "continue": ({"continue_from_clean": [False, True], "flip": ["random", "most-confident"]},
                      {**mix, "alpha": CONT_ALPHA}, bonus, 12),
         "defense": ({"defense": list(DEFENSES), "flip": list(FLIPS), "alpha": S.defense_alphas}, mix, dfn, 13),
         "cost-filters": ({"defense": ["loss-filter", "knn-filter"], "drop": [0.05, 0.2]}, {**mix, "alpha": 0.0},

@@ -22,7 +22,7 @@ from ... import validate
 __all__ = [
     # derivations (sympy)
     "flipped_posterior", "flipped_logit", "lda_log_odds", "logistic_score", "norm_equation",
-    "reversal_moment", "max_loss_reversal", "boundary_reversal", "one_sided_full_strip", "rate_factors",
+    "reversal_moment", "most_confident_reversal", "boundary_reversal", "one_sided_full_strip", "rate_factors",
     # numeric predictions
     "flip_weight_norm", "weight_norm_asymptote", "reversal_alpha", "Profile", "profile",
     "gaussian_fit", "error_constant", "dimension_factor", "predicted_error", "rate_exponent",
@@ -30,7 +30,7 @@ __all__ = [
     "gaussian_mixture_of", "evasion_error", "knn_flag_probability", "strip_margin",
 ]
 
-ATTACKS = ("random", "boundary", "one-sided", "max-loss")
+ATTACKS = ("random", "boundary", "one-sided", "most-confident")
 PHI0 = 1.0 / math.sqrt(2.0 * math.pi)  # the standard normal density at 0
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def reversal_moment() -> dict:
     return {"E_abs_z": sp.simplify(2 * half_abs), "E_z_clean": sp.simplify(half_abs)}
 
 
-def max_loss_reversal() -> dict:
+def most_confident_reversal() -> dict:
     """Flipping the points farthest from the boundary (|z| > t): E[z q] = phi(0) - 2 phi(t); reversal at
     t = sqrt(2 log 2), alpha = erfc(sqrt(log 2))."""
     z = sp.symbols("z", real=True)
@@ -236,14 +236,14 @@ def weight_norm_asymptote(alpha):
 def reversal_alpha(attack: str, margin=None) -> float:
     """The alpha at which the population fit reverses (Gaussian x, b = 0); inf when it cannot.
 
-    random: 1/2; max-loss (the farthest points): erfc(sqrt(log 2)); boundary with margin m:
+    random: 1/2; most-confident (the farthest points): erfc(sqrt(log 2)); boundary with margin m:
     p(m) / (2 (1 - exp(-m^2/2))), inf when that exceeds p(m) (m < sqrt(2 log 2)); one-sided: inf
     (the profile is not symmetric: the boundary shifts by at most m and never reverses).
     """
     attack = validate.choice("attack", attack, ATTACKS)
     if attack == "random":
         return 0.5
-    if attack == "max-loss":
+    if attack == "most-confident":
         return float(special.erfc(math.sqrt(math.log(2))))
     if margin is None:
         raise ValueError(f"margin must be given for attack={attack!r}")
@@ -306,7 +306,7 @@ def profile(attack: str, alpha, *, mixture=None, w=None, b=0.0, margin=None, sid
     """The flip profile q(z) of an attack at fraction alpha on the population (mixture, w, b).
 
     boundary / one-sided flip the fraction alpha / (selected mass) of the points in the strip;
-    max-loss flips every point with |z| > t, P(|z| > t) = alpha (the farthest points: the largest
+    most-confident flips every point with |z| > t, P(|z| > t) = alpha (the farthest points: the largest
     loss of the flipped label under a model close to the true one).
     """
     attack = validate.choice("attack", attack, ATTACKS)
@@ -315,7 +315,7 @@ def profile(attack: str, alpha, *, mixture=None, w=None, b=0.0, margin=None, sid
         return Profile((0.0,), (alpha, 1 - alpha))
     if mixture is None or w is None:
         mixture, w = gaussian_mixture_of(1), [1.0]
-    if attack == "max-loss":
+    if attack == "most-confident":
         if alpha == 0:
             return Profile((0.0,), (0.0, 1.0))
         # P(|z| > t) = alpha; monotone in t
@@ -567,7 +567,7 @@ def population_reversal(attack, mixture, w, b=0.0, *, margin=None, side=None, hi
     attack = validate.choice("attack", attack, ATTACKS)
     if hi is None:
         side = (1 if side is None else side) if attack == "one-sided" else None
-        hi = 1.0 if attack in ("random", "max-loss") else strip_mass(mixture, w, b, margin, side=side)
+        hi = 1.0 if attack in ("random", "most-confident") else strip_mass(mixture, w, b, margin, side=side)
     f = lambda al: population_curve(attack, [al], mixture, w, b, margin=margin, side=side)[0][0] - 0.5  # noqa: E731
     lo = 1e-3
     if f(hi) > 0:
