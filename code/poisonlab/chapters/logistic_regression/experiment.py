@@ -98,6 +98,9 @@ PARAMS = (
           "(Gaussian clusters, two of them close to the boundary)", choices=("uniform", "gaussian", "mixture")),
     Param("near", None, float, "mixture only: distance of the two tight clusters to the boundary "
           "(default 0.15)", validate.optional(validate.positive_scale)),
+    Param("separation", None, float, "gaussian only: x ~ (N(mu w, I) + N(-mu w, I)) / 2 with mu = separation, "
+          "the classes moved apart (density phi(mu) at the boundary instead of phi(0))",
+          validate.optional(validate.non_negative), batch=False),
     Param("bias", 0.0, float, "the true intercept b (w has unit norm)", validate.scale),
     Param("alpha", 0.1, float, "fraction of training labels flipped, in [0, 1]", validate.fraction),
     Param("flip", "random", str, "which labels are flipped: random, boundary (within the margin, both "
@@ -148,6 +151,9 @@ def _check(config: dict) -> None:
         raise ParameterError("reference", f"reference is only used with --flip most-confident, got flip {flip}")
     if config["near"] is not None and config["x_dist"] != "mixture":
         raise ParameterError("near", f"near is only used with --x-dist mixture, got x_dist {config['x_dist']}")
+    if config["separation"] is not None and config["x_dist"] != "gaussian":
+        raise ParameterError("separation", f"separation is only used with --x-dist gaussian, got x_dist "
+                             f"{config['x_dist']}")
     check_filter_flags(config)
     if solver == "exact":
         if config["hidden"]:

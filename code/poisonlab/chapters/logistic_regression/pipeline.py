@@ -28,6 +28,14 @@ def make_data(config: dict) -> data.Dataset:
         w = torch.randn(config["dim"], generator=data.generator(seed), dtype=torch.float64)
         near = 0.15 if config["near"] is None else config["near"]
         mixture = data.default_mixture(config["dim"], near=near, w=w, b=config["bias"])
+    elif config["x_dist"] == "gaussian" and config["separation"] is not None:
+        # two unit Gaussians at +-separation along w: x_perp stays N(0, I), the density at the boundary drops
+        w = torch.randn(config["dim"], generator=data.generator(seed), dtype=torch.float64)
+        mu = config["separation"] * w / w.norm()
+        mixture = data.gaussian_mixture([0.5, 0.5], torch.stack([mu, -mu]),
+                                        torch.eye(config["dim"], dtype=torch.float64).expand(2, -1, -1))
+        return data.make_binary(config["n"], config["dim"], x_dist="mixture", bias=config["bias"],
+                                mixture=mixture, w=w, seed=seed)
     return data.make_binary(config["n"], config["dim"], x_dist=config["x_dist"], bias=config["bias"],
                             mixture=mixture, w=w, seed=seed)
 
@@ -199,7 +207,7 @@ def expected_accuracy(config: dict, ds: data.Dataset, fitted: _Fitted, k: int) -
     w, b = ds.params["w"].double(), float(ds.params["b"])
     dist = config["x_dist"]
     if not config["hidden"] and dist in ("gaussian", "mixture"):
-        mixture = ds.params["mixture"] if dist == "mixture" else theory.gaussian_mixture_of(config["dim"])
+        mixture = _population(config, ds)
         w_hat = fitted.w[k].reshape(-1).double().numpy()
         if not np.any(w_hat):
             return 0.5
@@ -225,13 +233,21 @@ def strip_mass(config: dict, ds: data.Dataset, margin: float) -> float:
         if side is not None:
             inside &= (z > 0) if side == 1 else (z <= 0)
         return float(inside.double().mean())
-    mixture = ds.params["mixture"] if config["x_dist"] == "mixture" else theory.gaussian_mixture_of(config["dim"])
+    mixture = _population(config, ds)
     return theory.strip_mass(mixture, w.numpy(), b, margin, side=side)
+
+
+def _population(config: dict, ds: data.Dataset):
+    """The distribution of x as a Mixture (Gaussian and mixture data): the one drawn from, else N(0, I)."""
+    from . import theory
+
+    mixture = ds.params.get("mixture")
+    return theory.gaussian_mixture_of(config["dim"]) if mixture is None else mixture
 
 
 def _eval_points(config: dict, ds: data.Dataset):
     """(X float32, X float64): the points the expected accuracy is averaged over."""
-    if config["x_dist"] == "mixture":
+    if "mixture" in ds.params:
         X = data.sample_mixture(ds.params["mixture"], EVAL_POINTS, generator=data.generator(0))[0]
         return X, X.double()
     return _fixed_points(config["x_dist"], config["dim"])

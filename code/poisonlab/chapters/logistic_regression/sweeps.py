@@ -18,7 +18,7 @@ CONT_ALPHA = 0.3    # most-confident flips past the mixture's reversal, for the 
 
 def _sweeps(S) -> dict[str, SweepSpec]:
     """Every sweep of the chapter: grid, fixed settings, repeats and base seed, from its sizes S."""
-    R, bonus, dfn, rsgd = S.repeats, S.bonus_repeats, S.defense_repeats, S.rate_sgd_repeats
+    R, bonus, dfn, rsgd, Rx = S.repeats, S.bonus_repeats, S.defense_repeats, S.rate_sgd_repeats, S.exact_repeats
     mix = {"x_dist": "mixture"}
     # a small step: constant-step SGD is biased by O(lr) where the loss is flat, as it is near a reversal
     gauss_rev = {"x_dist": "gaussian", "n": S.reversal_n, "lr": S.rate_lr}
@@ -27,7 +27,7 @@ def _sweeps(S) -> dict[str, SweepSpec]:
         "alpha": ({"alpha": S.alphas}, {}, R, 0),
         "norm": ({"alpha": S.norm_alphas}, {"x_dist": "gaussian", "n": S.norm_n, "solver": "exact"}, R, 1),
         "mixture": ({"alpha": S.mixture_alphas}, mix, R, 2),
-        "mixture-law": ({"alpha": [ALPHA1]}, {**mix, "n": S.mixture_law_n}, R, 2),
+        "mixture-law": ({"alpha": sorted({ALPHA1, *S.mixture_angle_alphas})}, {**mix, "n": S.mixture_law_n}, R, 2),
         "near": ({"flip": ["boundary", "one-sided"], "alpha": S.margin_alphas}, {**mix, "margin": S.margin},
                  R, 3),
         "near-random": ({"alpha": S.margin_alphas}, mix, R, 3),
@@ -39,11 +39,13 @@ def _sweeps(S) -> dict[str, SweepSpec]:
                              R, 6),
         "reversal-boundary": ({"alpha": S.boundary_reversal},
                               {**gauss_rev, "flip": "boundary", "margin": S.gauss_margin}, R, 6),
-        "dim-exact": ({"dim": S.dims}, {**rate, "n": S.dim_n, "x_dist": "gaussian", "solver": "exact"}, R, 8),
+        "dim-exact": ({"dim": S.dims}, {**rate, "n": S.dim_n, "x_dist": "gaussian", "solver": "exact"}, Rx, 8),
         "dim-sgd": ({"dim": S.dims, "x_dist": ["gaussian", "mixture"]}, {**rate, "n": S.dim_n, "lr": S.rate_lr},
                     rsgd, 8),
-        "n-exact": ({"n": S.ns}, {**rate, "x_dist": "gaussian", "solver": "exact"}, R, 9),
+        "n-exact": ({"n": S.ns}, {**rate, "x_dist": "gaussian", "solver": "exact"}, Rx, 9),
         "n-sgd": ({"n": S.ns, "x_dist": ["gaussian", "mixture"]}, {**rate, "lr": S.rate_lr}, rsgd, 9),
+        "density": ({"separation": S.separations},
+                    {**rate, "n": S.density_n, "x_dist": "gaussian", "solver": "exact"}, S.density_repeats, 15),
         "hidden": ({"hidden": [(), tuple(S.hidden)], "flip": ["random", "most-confident"], "alpha": S.hidden_alphas},
                    mix, bonus, 10),
         "little": ({"n": S.little_ns, "alpha": [0.0, ALPHA1]}, mix, bonus, 11),
@@ -52,7 +54,8 @@ def _sweeps(S) -> dict[str, SweepSpec]:
         "defense": ({"defense": list(DEFENSES), "flip": list(FLIPS), "alpha": S.defense_alphas}, mix, dfn, 13),
         "cost-filters": ({"defense": ["loss-filter", "knn-filter"], "drop": [0.05, 0.2]}, {**mix, "alpha": 0.0},
                          dfn, 14),
-        "cost-plain": ({"defense": ["none", "median", "trimmed-mean"]}, {**mix, "alpha": 0.0}, dfn, 14),
+        "cost-plain": ({"defense": ["none", "median", "trimmed-mean", "worker-median"]}, {**mix, "alpha": 0.0},
+                       dfn, 14),
     }.items()}
 
 

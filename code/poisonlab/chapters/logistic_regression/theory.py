@@ -23,11 +23,13 @@ __all__ = [
     # derivations (sympy)
     "flipped_posterior", "flipped_logit", "lda_log_odds", "logistic_score", "norm_equation",
     "reversal_moment", "most_confident_reversal", "boundary_reversal", "one_sided_full_strip", "rate_factors",
+    "separated_density",
     # numeric predictions
     "flip_weight_norm", "weight_norm_asymptote", "reversal_alpha", "Profile", "profile",
     "gaussian_fit", "error_constant", "dimension_factor", "predicted_error", "rate_exponent",
     "strip_mass", "population_fit", "population_accuracy", "population_curve", "population_reversal",
     "gaussian_mixture_of", "evasion_error", "knn_flag_probability", "strip_margin",
+    "boundary_density", "separated_fit", "predicted_error_separated", "angle_spread",
 ]
 
 ATTACKS = ("random", "boundary", "one-sided", "most-confident")
@@ -603,3 +605,82 @@ def strip_margin(mixture, w, b, mass, side=None) -> float:
     while strip_mass(mixture, w, b, hi, side=side) < mass:
         hi *= 2
     return float(optimize.brentq(lambda m: strip_mass(mixture, w, b, m, side=side) - mass, 0.0, hi, xtol=1e-12))
+
+
+# ---------------------------------------------------------------------------------------------
+# The density at the boundary: two Gaussian classes moved apart (x ~ (N(mu w, I) + N(-mu w, I)) / 2)
+
+
+def separated_density() -> dict:
+    """The density of z for two unit Gaussians at +-mu: its value at the boundary, phi(mu), and the relative
+    curvature f''(0)/f(0) = mu^2 - 1 that sets the second-order term of the error's linearisation,
+    int_0^delta f = f(0) delta (1 + (mu^2 - 1) delta^2 / 6 + O(delta^4))."""
+    z, mu, delta = sp.symbols("z mu delta", real=True)
+    f = (_phi(z - mu) + _phi(z + mu)) / 2
+    f0 = sp.simplify(f.subs(z, 0))
+    curvature = sp.simplify(sp.diff(f, z, 2).subs(z, 0) / f0)
+    mass = sp.series(sp.integrate(sp.series(f, z, 0, 4).removeO(), (z, 0, delta)), delta, 0, 4).removeO()
+    return {"f0": f0, "f0_check": sp.simplify(f0 - _phi(mu)), "curvature": sp.expand(curvature),
+            "mass": sp.simplify(mass / (f0 * delta))}
+
+
+def boundary_density(separation):
+    """f(0) = phi(mu): the density of z = w.x at the boundary for two unit Gaussians at +-mu (mu >= 0)."""
+    mu = np.asarray(separation, dtype=float)
+    if np.any(~np.isfinite(mu)) or np.any(mu < 0):
+        raise ValueError(f"separation must be finite and >= 0, got {separation!r}")
+    out = _phi_np(mu)
+    return float(out) if out.ndim == 0 else out
+
+
+def separated_fit(alpha: float, separation: float) -> dict:
+    """The population fit under random flips at rate alpha for z ~ (N(mu, 1) + N(-mu, 1)) / 2, x_perp ~ N(0, I):
+    a (its norm, along w), I = E[sigma'(a z)], J = E[(sigma(a z) - y~)^2] and f0 = phi(mu).
+
+    The first-order condition E[z (sigma(a z) - q(z))] = 0 is solved by quadrature (Stein's identity, which
+    gave eq-log-norm, holds for mu = 0 only); by symmetry the intercept and the directions orthogonal to w
+    are 0 and decouple, each with the sandwich variance J / (n I^2), as in the Gaussian case.
+    """
+    alpha = validate.fraction("alpha", alpha)
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 1/2) (a finite fit, not reversed), got {alpha!r}")
+    mu = validate.non_negative("separation", separation)
+    dens = lambda z: 0.5 * (_phi_np(z - mu) + _phi_np(z + mu))  # noqa: E731
+
+    def expect(fun):
+        lo, hi = -12.0 - mu, 12.0 + mu
+        return (integrate.quad(lambda z: fun(z, alpha) * dens(z), lo, 0.0, limit=200)[0]
+                + integrate.quad(lambda z: fun(z, 1 - alpha) * dens(z), 0.0, hi, limit=200)[0])
+
+    foc = lambda a: expect(lambda z, q: z * (_sigmoid(a * z) - q))  # noqa: E731
+    hi = 1.0
+    while foc(hi) < 0:
+        hi *= 2.0
+    a = optimize.brentq(foc, 1e-9, hi, xtol=1e-12)
+    I = expect(lambda z, q: _sigmoid(a * z) * _sigmoid(-a * z))
+    J = expect(lambda z, q: _sigmoid(a * z) ** 2 - 2 * _sigmoid(a * z) * q + q)
+    return {"a": a, "I": I, "J": J, "f0": float(_phi_np(mu))}
+
+
+def predicted_error_separated(alpha, n_train, d, separation):
+    """Mean test error of the logistic MLE under random flips for two unit Gaussians at +-separation:
+    f(0) sqrt(2/pi) h(d) sqrt(J) / (I a sqrt(n_train)), eq-log-rate with phi(0) replaced by f(0).
+    Arrays of separation give arrays."""
+    seps = np.atleast_1d(np.asarray(separation, dtype=float))
+    n = np.asarray(n_train, dtype=float)
+    if np.any(n < 1):
+        raise ValueError(f"n_train must be >= 1, got {n_train!r}")
+    out = []
+    for mu in seps:
+        fit = separated_fit(alpha, mu)
+        out.append(fit["f0"] * math.sqrt(2 / math.pi) * math.sqrt(fit["J"]) / (fit["I"] * fit["a"]))
+    out = np.array(out) * dimension_factor(d) / np.sqrt(n)
+    return float(out[0]) if np.ndim(separation) == 0 and out.size == 1 else out
+
+
+def angle_spread(alpha, n_train) -> float:
+    """E[angle] between w_hat and w for Gaussian x in d = 2 under random flips: the population fit is a* w
+    (no tilt), and the angle is the sampling spread of the orthogonal weight, E|w_perp| / a*
+    = sqrt(2/pi) sqrt(J) / (I a* sqrt(n_train)) = sqrt(2 pi) K(alpha) / sqrt(n_train)."""
+    n = validate.positive("n_train", n_train)
+    return math.sqrt(2 * math.pi) * error_constant(alpha) / math.sqrt(n)
