@@ -113,7 +113,8 @@ PARAMS = (
     Param("reference", None, str, "most-confident: the model whose loss ranks the points, clean (theta_0 trained on "
           "the clean data; default) or true (the true boundary: the farthest points first)",
           choices=("clean", "true")),
-    Param("defense", "none", str, "defence: none, loss-filter, knn-filter, median or trimmed-mean",
+    Param("defense", "none", str, "defence: none, loss-filter, knn-filter, median, trimmed-mean (of per-example gradients), "
+          "worker-median (of the workers' mean gradients) or unbiased-loss",
           choices=DEFENSES, batch=False),
     Param("drop", None, float, "filters: fraction of training points discarded (default: alpha)",
           validate.optional(validate.fraction)),

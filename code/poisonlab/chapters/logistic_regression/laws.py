@@ -38,7 +38,7 @@ def norm_ratio_law(result) -> stats.Law:
     ratio = rows["weight_norm"].to_numpy() / theory.flip_weight_norm(rows["alpha"].to_numpy())
     per_seed = pd.Series(ratio).groupby(rows["seed"].to_numpy()).mean().to_numpy()
     mean, lo, hi = stats.mean_ci(per_seed)
-    return stats.Law("‖ŵ‖ = a*(α), with a* I(a*) = (1 − 2α) φ(0)", 1.0, mean, lo, hi,
+    return stats.Law("‖ŵ‖ = a*(α), with a* E[Λ′(a* z)] = (1 − 2α) φ(0)", 1.0, mean, lo, hi,
                     how="mean of ‖ŵ‖ / a*(α) over α, t-CI over repeats")
 
 
@@ -125,7 +125,7 @@ def _law_reversal_boundary(profile):
 
     S = CHAPTER.sizes(profile)
     return crossing_law(CHAPTER.sweep("reversal-boundary", profile), theory.reversal_alpha("boundary", S.gauss_margin),
-                        f"Gaussian, both-sided flips within m = {S.gauss_margin} reverse at α_rev(m)")
+                        f"Gaussian, both-sided flips within ρ = {S.gauss_margin} reverse at α_rev(ρ)")
 
 
 def _law_reversal_mixture(profile):
@@ -179,7 +179,7 @@ def _law_rate_constant(profile):
     def ratio(r):
         g = r.groupby(["n", "dim"])[["error", "predicted"]].mean()
         return float(np.mean(g["error"] / g["predicted"]))
-    return stats.Law("random flips: error = K(α) h(d) / √n (Gaussian, MLE)", 1.0, *jackknife(rows, ratio),
+    return stats.Law("random flips: error = C(α) h(d) / √n (Gaussian, MLE)", 1.0, *jackknife(rows, ratio),
                     how="mean ratio measured / predicted over the n and d grids, jackknife over repeats")
 
 
@@ -214,7 +214,7 @@ def _law_density_level(profile):
     def ratio(r):
         g = r.groupby("separation")[["error", "predicted"]].mean()
         return float(np.mean(g["error"] / g["predicted"]))
-    return stats.Law("random flips: error = f(0) √(2/π) h(d) √J / (I a* √n) (two Gaussians at ±μ, MLE)", 1.0,
+    return stats.Law("random flips: error = f(0) √(2/π) h(d) √V / (H a* √n) (two Gaussians at ±μ, MLE)", 1.0,
                     *jackknife(_density_rows(profile), ratio),
                     how="mean ratio measured / predicted over the separations, jackknife over repeats")
 
@@ -232,7 +232,7 @@ def _law_gauss_angle(profile):
     def ratio(r):
         g = r.groupby("n_train")[["angle", "predicted"]].mean()
         return float(np.mean(g["angle"] / g["predicted"]))
-    return stats.Law("Gaussian x, random flips: no tilt, the angle of ŵ is sampling spread √(2π) K(α) / √n",
+    return stats.Law("Gaussian x, random flips: no tilt, the angle of ŵ is sampling spread √(2π) C(α) / √n",
                     1.0, *jackknife(_angle_rows(profile), ratio),
                     how="mean ratio measured / predicted angle over the n grid, jackknife over repeats")
 

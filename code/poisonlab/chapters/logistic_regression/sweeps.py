@@ -111,3 +111,55 @@ def defense_costs(defended, plain, metric: str = "expected_accuracy") -> pd.Data
         out.append({"defence": defense, "drop": "" if drop < 0 else drop,
                     "accuracy change": book.fmt_ci(mean, lo, hi)})
     return pd.DataFrame(out)
+
+
+def attack_table(summary: pd.DataFrame, metric: str = "expected_accuracy") -> pd.DataFrame:
+    """A summary's `metric` as mean [95% CI], one row per alpha and one column per attack (readable names)."""
+    cells = summary.assign(cell=[book.fmt_ci(m, lo, hi) for m, lo, hi in
+                                 zip(summary[f"{metric}_mean"], summary[f"{metric}_lo"], summary[f"{metric}_hi"])])
+    table = cells.pivot(index="alpha", columns="flip", values="cell")
+    return table[[f for f in FLIPS if f in table.columns]].reset_index().rename(columns={"alpha": "α"})
+
+
+def first_alpha(strongest: pd.Series, attack: str) -> float:
+    """The smallest alpha from which on `attack` is the strongest (strongest: alpha -> attack); NaN if never."""
+    alphas = list(strongest.index)
+    for i, a in enumerate(alphas):
+        if all(strongest.loc[b] == attack for b in alphas[i:]):
+            return float(a)
+    return float("nan")
+
+
+def accuracy_at(summary: pd.DataFrame, flip: str, alpha: float, metric: str = "expected_accuracy") -> float:
+    """The mean `metric` of one attack at one alpha in a summary."""
+    rows = summary[(summary["flip"] == flip) & np.isclose(summary["alpha"], alpha)]
+    if len(rows) != 1:
+        raise ValueError(f"flip {flip!r} and alpha {alpha} must select one row, got {len(rows)}")
+    return float(rows[f"{metric}_mean"].iloc[0])
+
+
+def share_size(config: dict) -> int:
+    """Examples per worker in the workers' median: the minibatch size over the number of workers (rounded down)."""
+    return max(1, config["batch_size"] // config["workers"])
+
+
+def exponent_ci(result, x: str, x_of=None, level: float = 0.95, **where):
+    """The log-log slope of the mean error (1 - expected accuracy) against x over a sweep's grid, with its
+    leave-one-seed-out jackknife interval: (estimate, lo, hi). x_of maps the grid values of x to the
+    abscissa (e.g. a separation to the density at the boundary); `where` selects rows."""
+    rows = _with_error(stats.rows_where(result, **where) if where else result.rows)
+    if x_of is not None:
+        rows = rows.assign(**{x: x_of(rows[x].to_numpy())})
+    return jackknife(rows, lambda r: _exponent(*_curve(r, x, "error")), level)
+
+
+def rate_ratios(n_result, dim_result, alpha: float) -> pd.DataFrame:
+    """Measured over predicted error (theory.predicted_error) at each point of the n and d grids of the
+    exact MLE: columns n, d, n_train, measured, predicted, measured / predicted."""
+    from . import theory
+
+    rows = pd.concat([_with_error(r.rows) for r in (n_result, dim_result)], ignore_index=True)
+    g = rows.groupby(["n", "dim"], as_index=False).agg(n_train=("n_train", "first"), measured=("error", "mean"))
+    g["predicted"] = theory.predicted_error(alpha, g["n_train"].to_numpy(), g["dim"].to_numpy())
+    g["measured / predicted"] = g["measured"] / g["predicted"]
+    return g.rename(columns={"dim": "d", "n_train": "n_train"}).drop_duplicates(["n", "d"])

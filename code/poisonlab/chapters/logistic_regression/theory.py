@@ -23,13 +23,13 @@ __all__ = [
     # derivations (sympy)
     "flipped_posterior", "flipped_logit", "lda_log_odds", "logistic_score", "norm_equation",
     "reversal_moment", "most_confident_reversal", "boundary_reversal", "one_sided_full_strip", "rate_factors",
-    "separated_density",
+    "separated_density", "unbiased_loss",
     # numeric predictions
     "flip_weight_norm", "weight_norm_asymptote", "reversal_alpha", "Profile", "profile",
     "gaussian_fit", "error_constant", "dimension_factor", "predicted_error", "rate_exponent",
     "strip_mass", "population_fit", "population_accuracy", "population_curve", "population_reversal",
     "gaussian_mixture_of", "evasion_error", "knn_flag_probability", "strip_margin",
-    "boundary_density", "separated_fit", "predicted_error_separated", "angle_spread",
+    "boundary_density", "separated_fit", "predicted_error_separated", "angle_spread", "density_second_order",
 ]
 
 ATTACKS = ("random", "boundary", "one-sided", "most-confident")
@@ -387,7 +387,7 @@ def gaussian_fit(prof: Profile) -> dict:
 
 
 def error_constant(alpha, attack="random", margin=None) -> float:
-    """K with E[test error] = K h(d) / sqrt(n_train): (1/pi) sqrt(J) / (I |a|) (Gaussian x, b = 0)."""
+    """C with E[test error] = C h(d) / sqrt(n_train): (1/pi) sqrt(J) / (I |a|) (Gaussian x, b = 0)."""
     fit = gaussian_fit(profile(attack, alpha, margin=margin))
     return math.sqrt(fit["J"]) / (fit["I"] * abs(fit["a"])) / math.pi
 
@@ -408,7 +408,7 @@ def dimension_factor(d):
 
 
 def predicted_error(alpha, n_train, d, attack="random", margin=None):
-    """Asymptotic mean test error of the logistic MLE on flipped Gaussian data: K(alpha) h(d) / sqrt(n_train)."""
+    """Asymptotic mean test error of the logistic MLE on flipped Gaussian data: C(alpha) h(d) / sqrt(n_train)."""
     n = np.asarray(n_train, dtype=float)
     if np.any(n < 1):
         raise ValueError(f"n_train must be >= 1, got {n_train!r}")
@@ -681,6 +681,29 @@ def predicted_error_separated(alpha, n_train, d, separation):
 def angle_spread(alpha, n_train) -> float:
     """E[angle] between w_hat and w for Gaussian x in d = 2 under random flips: the population fit is a* w
     (no tilt), and the angle is the sampling spread of the orthogonal weight, E|w_perp| / a*
-    = sqrt(2/pi) sqrt(J) / (I a* sqrt(n_train)) = sqrt(2 pi) K(alpha) / sqrt(n_train)."""
+    = sqrt(2/pi) sqrt(J) / (I a* sqrt(n_train)) = sqrt(2 pi) C(alpha) / sqrt(n_train)."""
     n = validate.positive("n_train", n_train)
     return math.sqrt(2 * math.pi) * error_constant(alpha) / math.sqrt(n)
+
+
+def unbiased_loss() -> dict:
+    """Natarajan et al.'s unbiased loss for symmetric flips at rate r: its expectation over the flips is the
+    clean loss, and for the logistic loss it is the loss minus r/(1 - 2r) (2y - 1) t. Checks are 0."""
+    t, r = sp.symbols("t r", real=True)
+    loss = {1: sp.log(1 + sp.exp(-t)), 0: sp.log(1 + sp.exp(t))}          # BCE of logit t, label 1 or 0
+    tilde = {y: ((1 - r) * loss[y] - r * loss[1 - y]) / (1 - 2 * r) for y in (0, 1)}
+    expectation = [sp.simplify((1 - r) * tilde[y] + r * tilde[1 - y] - loss[y]) for y in (0, 1)]
+    linear = [sp.simplify(sp.expand_log(tilde[y] - (loss[y] - r / (1 - 2 * r) * (2 * y - 1) * t), force=True))
+              for y in (0, 1)]
+    return {"tilde": tilde, "expectation_check": expectation, "linear_check": linear}
+
+
+def density_second_order(alpha: float, n_train, separation: float) -> float:
+    """The relative second-order term of eq-log-density in d = 2: the swept mass is
+    f(0) E[|delta| + (mu^2 - 1) |delta|^3 / 6], with delta | x_perp ~ N(0, t^2 (1 + x_perp^2)), t = s / a*, so
+    the term is (mu^2 - 1) t^2 E(1 + x^2)^(3/2) / (3 E(1 + x^2)^(1/2)) (x ~ N(0, 1), Gaussian moments)."""
+    n = validate.positive("n_train", n_train)
+    fit = separated_fit(alpha, separation)
+    t2 = fit["J"] / (n * fit["I"] ** 2) / fit["a"] ** 2
+    m = [integrate.quad(lambda x: (1 + x * x) ** (k / 2) * _phi_np(x), -np.inf, np.inf)[0] for k in (1, 3)]
+    return float((separation ** 2 - 1) * t2 * m[1] / (3 * m[0]))
