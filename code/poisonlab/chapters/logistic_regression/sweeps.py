@@ -155,11 +155,24 @@ def exponent_ci(result, x: str, x_of=None, level: float = 0.95, **where):
 
 def rate_ratios(n_result, dim_result, alpha: float) -> pd.DataFrame:
     """Measured over predicted error (theory.predicted_error) at each point of the n and d grids of the
-    exact MLE: columns n, d, n_train, measured, predicted, measured / predicted."""
+    exact MLE: columns n, d, training points, measured, predicted, measured / predicted."""
     from . import theory
 
     rows = pd.concat([_with_error(r.rows) for r in (n_result, dim_result)], ignore_index=True)
     g = rows.groupby(["n", "dim"], as_index=False).agg(n_train=("n_train", "first"), measured=("error", "mean"))
     g["predicted"] = theory.predicted_error(alpha, g["n_train"].to_numpy(), g["dim"].to_numpy())
     g["measured / predicted"] = g["measured"] / g["predicted"]
-    return g.rename(columns={"dim": "d", "n_train": "n_train"}).drop_duplicates(["n", "d"])
+    return g.rename(columns={"dim": "d", "n_train": "training points"})
+
+
+def log_ticks(*axes):
+    """Only the decades labelled on the log axes of `axes` (minor labels such as 3 x 10^-2 and 4 x 10^-2
+    overlap on a short axis); returns the first Axes."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    for ax in axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_minor_formatter(NullFormatter())
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    return axes[0]
