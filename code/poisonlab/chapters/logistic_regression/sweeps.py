@@ -166,13 +166,14 @@ def rate_ratios(n_result, dim_result, alpha: float) -> pd.DataFrame:
 
 
 def log_ticks(*axes):
-    """Only the decades labelled on the log axes of `axes` (minor labels such as 3 x 10^-2 and 4 x 10^-2
-    overlap on a short axis); returns the first Axes."""
-    from matplotlib.ticker import LogLocator, NullFormatter
+    """Ticks at 1, 2 and 5 times each power of ten on the log axes of `axes`, labelled as plain numbers
+    (0.02, 0.05, 0.1), without minor labels (3 x 10^-2 and 4 x 10^-2 overlap on a short axis); the first Axes."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     for ax in axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
-                axis.set_minor_formatter(NullFormatter())
                 axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                axis.set_minor_formatter(NullFormatter())
     return axes[0]
