@@ -121,7 +121,7 @@ def test_unbiased_loss_with_a_known_rate_recovers_the_clean_direction_on_average
     ({"defense": "unbiased-loss", "alpha": 0.6}, "alpha"),
     ({"defense": "unbiased-loss", "flip_rate": 0.5}, "flip_rate"),
     ({"defense": "worker-median", "solver": "exact", "x_dist": "gaussian", "alpha": 0.2}, "defense"),
-    ({"defense": "worker-median", "workers": 0}, "workers")])
+    ({"defense": "worker-median", "shares": 0}, "shares")])
 def test_bad_new_parameters_are_named(changes, name):
     with pytest.raises(ValueError, match=name):
         L_exp.EXPERIMENT(**changes, seed=0)
@@ -154,5 +154,5 @@ def test_attack_table_first_alpha_and_accuracy_at():
 
 
 def test_share_size():
-    assert L.share_size({"batch_size": 64, "workers": 8}) == 8
-    assert L.share_size({"batch_size": 4, "workers": 8}) == 1
+    assert L.share_size({"batch_size": 64, "shares": 8}) == 8
+    assert L.share_size({"batch_size": 4, "shares": 8}) == 1

@@ -18,8 +18,8 @@ preliminary model trained on the poisoned data, "knn-filter" the fraction `drop`
 disagrees most with their k nearest neighbours (or, with knn_threshold, every point disagreeing with
 more than that fraction, defenses.knn_filter), then a fresh model is trained on the rest; "median"
 and "trimmed-mean" replace the minibatch mean of the per-example gradients inside SGD; "worker-median"
-replaces it by the coordinate-wise median of the mean gradients of `workers` shares of the minibatch
-(Yin et al. 2018's setting, defenses.WorkerMedian); "unbiased-loss" trains on Natarajan et al. 2013's
+replaces it by the coordinate-wise median of the mean gradients of `shares` equal shares of the
+minibatch, one per worker (Yin et al. 2018's setting, defenses.WorkerMedian); "unbiased-loss" trains on Natarajan et al. 2013's
 unbiased BCE for symmetric flips at the rate `flip_rate` (losses.unbiased_bce). drop defaults
 to alpha (a defender who knows the poisoning budget, the optimistic case).
 
@@ -123,8 +123,8 @@ PARAMS = (
           "fraction of its neighbours (instead of a budget `drop`)", validate.optional(validate.fraction), batch=False),
     Param("trim", 0.1, float, "trimmed-mean: fraction cut at each end of each minibatch coordinate", _trim,
           batch=False),
-    Param("workers", 8, int, "worker-median: number of workers sharing each minibatch", validate.positive_int,
-          batch=False),
+    Param("shares", 8, int, "worker-median: number of workers, each given an equal share of every minibatch",
+          validate.positive_int, batch=False),
     Param("flip_rate", None, float, "unbiased-loss: the flip rate the defender assumes, in [0, 1/2) (default: "
           "alpha, a defender who knows it)", validate.optional(_rate)),
     Param("solver", "sgd", str, "sgd (the batched trainer) or exact (Newton's method to convergence)",

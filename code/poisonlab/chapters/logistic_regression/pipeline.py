@@ -122,7 +122,7 @@ def _sgd_kw(configs):
     hidden = tuple(c0["hidden"])
     aggregate = c0["defense"] if c0["defense"] in ("median", "trimmed-mean") else "mean"
     if c0["defense"] == "worker-median":
-        aggregate = defenses.WorkerMedian(c0["workers"])
+        aggregate = defenses.WorkerMedian(c0["shares"])
     objective = None
     if c0["defense"] == "unbiased-loss":
         objective = UnbiasedBCE([c["alpha"] if c["flip_rate"] is None else c["flip_rate"] for c in configs])

@@ -157,7 +157,7 @@ def aggregate_bias(config: dict, aggregates: dict, batch_size: int = 64, shuffle
 def aggregate_bias_study(profile=None) -> pd.DataFrame:
     """aggregate_bias on the clean mixture, per repeat: the per-example median and the workers' median."""
     profile, S = get_profile(profile), CHAPTER.sizes(profile)
-    workers = EXPERIMENT.resolve()["workers"]
+    workers = EXPERIMENT.resolve()["shares"]
     aggs = {"median": defenses.Median(), f"worker-median ({workers} workers)": defenses.WorkerMedian(workers),
             "trimmed-mean": defenses.TrimmedMean(EXPERIMENT.resolve()["trim"])}
     return CHAPTER.memo(("aggregate-bias", profile.name), lambda: pd.DataFrame([

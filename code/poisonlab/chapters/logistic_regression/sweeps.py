@@ -140,7 +140,7 @@ def accuracy_at(summary: pd.DataFrame, flip: str, alpha: float, metric: str = "e
 
 def share_size(config: dict) -> int:
     """Examples per worker in the workers' median: the minibatch size over the number of workers (rounded down)."""
-    return max(1, config["batch_size"] // config["workers"])
+    return max(1, config["batch_size"] // config["shares"])
 
 
 def exponent_ci(result, x: str, x_of=None, level: float = 0.95, **where):
