@@ -1,6 +1,7 @@
 """Defences: filters of suspicious training points, and robust aggregation of gradients (passed to the trainer)."""
 from .aggregate import AGGREGATES, Aggregator, Mean, Median, TrimmedMean, WorkerMedian
-from .filters import discarded, filter_dataset, filter_masks, knn_disagreement, knn_filter, loss_filter
+from .filters import (centroid_scores, discarded, filter_dataset, filter_masks, knn_disagreement, knn_filter,
+                      loss_filter)
 
 __all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_masks", "discarded", "filter_dataset",
-           "Aggregator", "Mean", "Median", "TrimmedMean", "WorkerMedian", "AGGREGATES"]
+           "centroid_scores", "Aggregator", "Mean", "Median", "TrimmedMean", "WorkerMedian", "AGGREGATES"]

@@ -101,7 +101,7 @@ def test_most_confident_is_the_attack_librarys_max_loss():
     assert "max-loss" not in L_exp.FLIPS
 
 
-@pytest.mark.parametrize("defense", ["worker-median", "unbiased-loss"])
+@pytest.mark.parametrize("defense", ["worker-median", "unbiased-loss", "sphere-filter", "slab-filter"])
 def test_the_new_defences_run_and_help_or_cost_little_on_random_flips(defense):
     base = {k: v for k, v in config(x_dist="gaussian", alpha=0.2, n=1000, epochs=10, defense=defense).items()
             if k != "seed"}
@@ -121,7 +121,8 @@ def test_unbiased_loss_with_a_known_rate_recovers_the_clean_direction_on_average
     ({"defense": "unbiased-loss", "alpha": 0.6}, "alpha"),
     ({"defense": "unbiased-loss", "flip_rate": 0.5}, "flip_rate"),
     ({"defense": "worker-median", "solver": "exact", "x_dist": "gaussian", "alpha": 0.2}, "defense"),
-    ({"defense": "worker-median", "shares": 0}, "shares")])
+    ({"defense": "worker-median", "shares": 0}, "shares"),
+    ({"defense": "sphere-filter", "alpha": 1.0}, "alpha")])
 def test_bad_new_parameters_are_named(changes, name):
     with pytest.raises(ValueError, match=name):
         L_exp.EXPERIMENT(**changes, seed=0)
@@ -156,3 +157,11 @@ def test_attack_table_first_alpha_and_accuracy_at():
 def test_share_size():
     assert L.share_size({"batch_size": 64, "shares": 8}) == 8
     assert L.share_size({"batch_size": 4, "shares": 8}) == 1
+
+
+def test_the_sphere_filter_drops_most_confident_flips():
+    # far flipped points sit deep inside the other class: the sphere filter catches most of them
+    c = {k: v for k, v in config(x_dist="mixture", flip="most-confident", reference="true", alpha=0.2,
+                                 defense="sphere-filter").items() if k != "seed"}
+    r = L_exp.EXPERIMENT(**c, seed=0)
+    assert r["poison_discarded"] > 0.7 and r["clean_discarded"] < 0.1

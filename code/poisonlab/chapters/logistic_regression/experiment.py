@@ -14,7 +14,9 @@ attack, the largest loss of the current label, is its opposite).
 With no margin, "boundary" and "one-sided" flip exactly the round(alpha n) eligible points nearest the
 boundary (the margin is set between the k-th and (k+1)-th smallest distance).
 Defences: "loss-filter" drops the fraction `drop` of training points of largest loss under a
-preliminary model trained on the poisoned data, "knn-filter" the fraction `drop` whose label
+preliminary model trained on the poisoned data, "sphere-filter" and "slab-filter" the fraction alpha farthest
+from the centroid of their label (along the line joining the two centroids for the slab; Steinhardt et al.
+2017's outlier removal, defenses.centroid_scores), "knn-filter" the fraction `drop` whose label
 disagrees most with their k nearest neighbours (or, with knn_threshold, every point disagreeing with
 more than that fraction, defenses.knn_filter), then a fresh model is trained on the rest; "median"
 and "trimmed-mean" replace the minibatch mean of the per-example gradients inside SGD; "worker-median"
@@ -61,7 +63,9 @@ __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "make_data", "poison", "fit", "fit
 # the attack library calls the last one "max-loss" (largest loss of the flipped label); this chapter names it
 # for what it does to a trained model: it flips the points theta_0 is most confident of
 FLIPS = ("random", "boundary", "one-sided", "most-confident")
-DEFENSES = ("none", "loss-filter", "knn-filter", "median", "trimmed-mean", "worker-median", "unbiased-loss")
+DEFENSES = ("none", "loss-filter", "knn-filter", "sphere-filter", "slab-filter", "median", "trimmed-mean",
+            "worker-median", "unbiased-loss")
+CENTROID_FILTERS = ("sphere-filter", "slab-filter")  # Steinhardt et al.'s outlier removal, budget drop = alpha
 METRICS = ("test_accuracy", "expected_accuracy", "weight_norm", "angle", "poisoned_fraction", "clean_discarded",
            "poison_discarded", "train_accuracy", "margin_used", "strip_mass")
 
@@ -113,7 +117,8 @@ PARAMS = (
     Param("reference", None, str, "most-confident: the model whose loss ranks the points, clean (theta_0 trained on "
           "the clean data; default) or true (the true boundary: the farthest points first)",
           choices=("clean", "true")),
-    Param("defense", "none", str, "defence: none, loss-filter, knn-filter, median, trimmed-mean (of per-example gradients), "
+    Param("defense", "none", str, "defence: none, loss-filter, knn-filter, sphere-filter, slab-filter, median, trimmed-mean (of "
+          "per-example gradients), "
           "worker-median (of the workers' mean gradients) or unbiased-loss",
           choices=DEFENSES, batch=False),
     Param("drop", None, float, "filters: fraction of training points discarded (default: alpha)",
@@ -166,6 +171,10 @@ def _check(config: dict) -> None:
         if defense in ("median", "trimmed-mean", "worker-median", "unbiased-loss"):
             raise ParameterError("defense", f"defense {defense} acts inside SGD (its minibatch gradients or its loss): it needs "
                                  "--solver sgd")
+    if defense in CENTROID_FILTERS and attacks.poison_count(config["alpha"], data.train_size(config["n"])) >= \
+            data.train_size(config["n"]):
+        raise ParameterError("alpha", f"{defense} drops a fraction alpha of the training points: alpha={config['alpha']} "
+                             "would drop them all")
     if config["flip_rate"] is not None and defense != "unbiased-loss":
         raise ParameterError("flip_rate", f"flip_rate is only used with --defense unbiased-loss, got defense {defense}")
     if defense == "unbiased-loss" and config["flip_rate"] is None and config["alpha"] >= 0.5:
@@ -196,8 +205,10 @@ def fit(configs: list[dict]) -> list[dict]:
         poisoned.append(p)
         margins.append(m)
     init = reference.state if c0["continue_from_clean"] else None
-    if c0["defense"] in FILTERS:
-        keeps = _filter(configs, poisoned, init)
+    if c0["defense"] in FILTERS + CENTROID_FILTERS:
+        keeps = (_filter(configs, poisoned, init) if c0["defense"] in FILTERS else
+                 [defenses.loss_filter(defenses.centroid_scores(p.X_train, p.y_train, c["defense"].split("-")[0]),
+                                       c["alpha"]) for c, p in zip(configs, poisoned)])
         check_kept(configs, keeps)
         sets = [(p.X_train[keep], p.y_train[keep], p.X_test) for p, keep in zip(poisoned, keeps)]
     else:
