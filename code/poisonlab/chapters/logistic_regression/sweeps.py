@@ -14,6 +14,9 @@ from .sizes import SIZES
 
 ALPHA1 = 0.2        # the chapter's running example of a poisoned fraction
 CONT_ALPHA = 0.3    # most-confident flips past the mixture's reversal, for the continued-training study
+# ten distinguishable colours (matplotlib's tab10), for the defence figure's nine curves per panel
+DISTINCT_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                   "#bcbd22", "#17becf")
 
 
 def _sweeps(S) -> dict[str, SweepSpec]:
