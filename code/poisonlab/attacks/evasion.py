@@ -72,10 +72,12 @@ def _check(X, y) -> tuple[Tensor, Tensor]:
 
 @contextlib.contextmanager
 def _eval(model: nn.Module):
+    """Eval mode (dropout off) with gradients on, even inside a caller's torch.no_grad(); restored after."""
     was = model.training
     model.eval()
     try:
-        yield
+        with torch.enable_grad():
+            yield
     finally:
         model.train(was)
 
