@@ -126,3 +126,22 @@ def _class_target(pred: Tensor, target: Tensor) -> Tensor:
     if target.numel() and not (0 <= int(target.min()) and int(target.max()) < pred.shape[-1]):
         raise ValueError(f"target must hold class indices in [0, {pred.shape[-1] - 1}]")
     return target
+
+
+def forward_corrected_ce(logits: Tensor, target: Tensor, T) -> Tensor:
+    """Patrini et al.'s forward-corrected cross-entropy per example, -log (softmax(logits) T)_target: the model's
+    clean posterior pushed through the flip matrix T (T[i, j] = P(noisy label j | clean label i), rows summing
+    to 1) before it meets the noisy label. Logits (..., n, C), target (..., n) -> (..., n); differentiable."""
+    if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
+        raise ValueError("logits must be a floating-point tensor")
+    target = _class_target(logits, target)
+    C = logits.shape[-1]
+    T = torch.as_tensor(T, dtype=logits.dtype)
+    if T.shape != (C, C):
+        raise ValueError(f"T must be a ({C}, {C}) matrix for {C} classes, got shape {tuple(T.shape)}")
+    if not bool(torch.all(torch.isfinite(T))) or bool((T < 0).any()) or \
+            not torch.allclose(T.sum(1), torch.ones(C, dtype=T.dtype), atol=1e-6):
+        raise ValueError("T must be finite, >= 0, and each row must sum to 1 (a row-stochastic flip matrix)")
+    # log(softmax(z) T) computed as logsumexp(log_softmax(z) + log T) for stability (log 0 = -inf is fine)
+    log_noisy = torch.logsumexp(torch.log_softmax(logits, -1).unsqueeze(-1) + torch.log(T), dim=-2)
+    return -log_noisy.gather(-1, target.unsqueeze(-1)).squeeze(-1)

@@ -40,16 +40,17 @@ def pair_alphas(fractions, seeds, pair=(1, 7), **params) -> list:
 
 
 def _attack_specs(model: str, S, seed: int = 0) -> dict[str, SweepSpec]:
-    """The four attacks' alpha sweeps of one model with the chapter's sizes S: flip -> SweepSpec."""
+    """The five attacks' alpha sweeps of one model with the chapter's sizes S: flip -> SweepSpec."""
     R = S.sweep_repeats[model]
     stride = S.alpha_stride[model]
     fixed = {"model": model, "epochs": S.epochs[model], "batch_size": S.batch_size[model]}
     seeds = range(seed, seed + R)
-    grids = {"random": S.random_alphas, "max-loss": S.maxloss_alphas, "target-class": S.target_alphas,
-             "pair": pair_alphas(S.pair_fractions, seeds)}
+    grids = {"random": S.random_alphas, "target-class": S.target_alphas, "pair": pair_alphas(S.pair_fractions, seeds),
+             "least-confident": S.confidence_alphas, "most-confident": S.confidence_alphas}
     # thinning keeps the points the chapter reads: no flips, the random-flip threshold, alpha = 1 and
-    # the small alpha at which random and max-loss flips are compared per label
-    keep = {"random": {0.0, theory.threshold(10), 1.0, S.damage_alpha}, "max-loss": {0.0, S.damage_alpha}}
+    # the small alpha at which random and confidence flips are compared per label
+    keep = {"random": {0.0, theory.threshold(10), 1.0, S.damage_alpha},
+            "least-confident": {0.0, S.damage_alpha}, "most-confident": {0.0, S.damage_alpha}}
     grids = {flip: [a for i, a in enumerate(alphas) if i % stride == 0 or a in keep.get(flip, {0.0})]
              for flip, alphas in grids.items()}
     return {flip: SweepSpec({"alpha": alphas}, {**fixed, "flip": flip}, R, seed) for flip, alphas in grids.items()}
@@ -86,7 +87,7 @@ def _run(spec: SweepSpec, cache: bool):
 
 
 def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
-    """The four attacks' alpha sweeps of one model with the chapter's sizes S: flip -> SweepResult."""
+    """The five attacks' alpha sweeps of one model with the chapter's sizes S: flip -> SweepResult."""
     return {flip: _run(spec, cache) for flip, spec in _attack_specs(model, S, seed).items()}
 
 
