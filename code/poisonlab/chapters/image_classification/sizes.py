@@ -16,6 +16,7 @@ class Sizes:
     repeats: int
     points: int
     sweep_repeats: dict[str, int]
+    attacks: dict[str, tuple]  # the attacks swept for each model
     epochs: dict[str, int]
     batch_size: dict[str, int]
     law_repeats: dict[str, int]
@@ -48,6 +49,9 @@ FULL = Sizes(
     repeats=20,
     points=11,
     sweep_repeats={'linear': 10, 'mlp': 10, 'cnn': 10},
+    attacks={'linear': ('random', 'target-class', 'pair', 'least-confident', 'most-confident'),
+             'mlp': ('random', 'target-class', 'pair', 'least-confident', 'most-confident'),
+             'cnn': ('random', 'least-confident', 'most-confident')},
     epochs={'linear': 30, 'mlp': 20, 'cnn': 15},
     batch_size={'linear': 64, 'mlp': 64, 'cnn': 32},
     law_repeats={'linear': 30, 'mlp': 15},
@@ -69,20 +73,18 @@ FULL = Sizes(
     defense_repeats=10,
     defense_alphas={'linear': [0.2, 0.4]},
     influence_seeds=10,
-    influence_groups=4,
-    influence_sizes=[1, 2, 4, 64],
+    influence_groups=3,
+    influence_sizes=[1, 4, 64],
     knn_seeds=10,
     knn_alphas=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
     knn_k=10,
 )
 
-# The quick profile runs the laws of softmax regression and the MLP on the full profile's sweeps and studies
-# (identical seeds, so identical verdicts: tests/laws checks in quick what the page reports in full) and
-# shrinks the rest: the CNN, the confusions, the defences, the influence study and the k-NN filter.
+# The quick profile runs the attacks' sweeps and the laws' studies of the full profile (identical seeds, so
+# identical verdicts: tests/laws checks in quick what the page reports in full, and the sweeps are cached)
+# and shrinks the rest: the confusions, the defences, the influence study and the k-NN filter.
 QUICK = replace(
     FULL,
-    sweep_repeats={'linear': 10, 'mlp': 10, 'cnn': 3},
-    epochs={'linear': 30, 'mlp': 20, 'cnn': 10},
     confusion_seeds=2,
     defense_repeats=3,
     influence_seeds=4,
