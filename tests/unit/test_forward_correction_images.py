@@ -46,8 +46,8 @@ def test_zero_entries_of_T_are_allowed():
     assert float(got) == pytest.approx(-float(torch.log(p[0, 1] * 0.7)))
 
 
-@pytest.mark.parametrize("T, match", [(torch.eye(4), "T"), (torch.full((3, 3), 0.5), "T"),
-                                      (torch.tensor([[1.5, -0.5], [0.0, 1.0]]), "T")])
+@pytest.mark.parametrize("T, match", [(torch.eye(4), "C"), (torch.full((3, 3), 0.5), "C"),
+                                      (torch.tensor([[1.5, -0.5], [0.0, 1.0]]), "C")])
 def test_forward_corrected_ce_refuses_a_bad_flip_matrix(T, match):
     z = torch.zeros(4, 3) if T.shape[0] != 2 else torch.zeros(4, 2)
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,4 @@
-"""Loss correction for label noise: the flip matrix T estimated from anchor points (Patrini et al. 2017);
+"""Loss correction for label noise: the flip matrix C (Patrini et al.'s T) estimated from anchor points (Patrini et al. 2017);
 the corrected loss itself is train.losses.forward_corrected_ce."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from .. import validate
 
 
 def anchor_flip_matrix(noisy_probs, quantile: float = 0.97) -> torch.Tensor:
-    """T estimated from a model trained on the noisy labels, probabilities noisy_probs (n, K): for each class i
+    """C estimated from a model trained on the noisy labels, probabilities noisy_probs (n, K): for each class i
     the anchor is the point at the `quantile` of p(noisy = i | x) over the n points (Patrini et al. use 0.97
-    rather than the maximum, which outliers reach), and row i of T is p(noisy | anchor_i)."""
+    rather than the maximum, which outliers reach), and row i of C is p(noisy | anchor_i)."""
     P = torch.as_tensor(noisy_probs, dtype=torch.float64)
     if P.dim() != 2 or P.shape[1] < 2 or P.shape[0] < 1:
         raise ValueError(f"noisy_probs must be an (n, K) array with K >= 2, got shape {tuple(P.shape)}")

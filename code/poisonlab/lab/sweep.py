@@ -8,6 +8,7 @@ Configurations that agree on every `batch=False` parameter are trained together 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache as _cache
+from . import executor as _executor
 from .. import validate
 from ..stats.intervals import mean_ci
 from ..stats.summary import _intervals
@@ -32,11 +34,12 @@ class SweepResult:
 
     def __init__(self, experiment: str, params: list[str], grid: list[str], metrics: list[str],
                  configs: list[dict], results: list[dict], points: list[int], cached: int = 0,
-                 batches: int = 0):
+                 batches: int = 0, ranges=None):
         self.experiment = experiment
         self.params = params  # every declared parameter, in declaration order
         self.grid = grid  # the parameters varied by the grid, in grid order
         self.metrics = metrics
+        self.ranges = dict(ranges or {})  # metric -> (low, high): its intervals stay inside (mean_ci's bounds)
         self.configs = configs  # resolved configurations (with "seed"), in row order
         self.points = points  # grid-point index of each row
         self.cached = cached  # batches read from the cache
@@ -54,8 +57,9 @@ class SweepResult:
 
         count is the number of rows pooled (the repeats, unless `by` pools several grid points).
         With `by`, rows that agree on those columns are pooled (whatever else differs), in order
-        of first appearance. lo and hi bound the Student-t `level` interval of the mean; with one
-        row per group there is no error estimate and lo = hi = mean.
+        of first appearance. lo and hi bound the Student-t `level` interval of the mean, inside the
+        metric's range (the experiment's `ranges`: logit scale for a bounded metric, see `mean_ci`); with
+        one row per group there is no error estimate and lo = hi = mean.
         """
         if by is None:
             keys, columns = self.points, list(self.params)
@@ -75,7 +79,8 @@ class SweepResult:
         for members in groups.values():
             first = self.configs[members[0]]
             row = {col: first[col] for col in columns}
-            row.update(_intervals({m: self.rows[m].to_numpy()[members] for m in self.metrics}, level))
+            row.update(_intervals({m: self.rows[m].to_numpy()[members] for m in self.metrics}, level,
+                                   self.ranges))
             row["count"] = len(members)
             out.append(row)
         stat_cols = [f"{m}_{s}" for m in self.metrics for s in ("mean", "lo", "hi")]
@@ -85,20 +90,18 @@ class SweepResult:
         """The CLI's JSON record of a one-point sweep: experiment, params, metrics (mean, ci95, values).
 
         With one repeat, ci95 is [mean, mean]: a single run carries no estimate of its error.
-        `ranges` (metric -> (lo, hi)) clips each interval to its metric's range: a t-interval of few
-        repeats may otherwise reach a negative MSE or an accuracy above 1.
+        `ranges` (metric -> (lo, hi); by default the experiment's) keeps each interval inside its metric's
+        range (`mean_ci`'s bounds): a raw t-interval of few repeats may reach a negative MSE or an accuracy
+        above 1.
         """
-        ranges = {} if ranges is None else ranges
+        ranges = self.ranges if ranges is None else ranges
         if len(set(self.points)) != 1:
             raise ValueError(f"record needs a one-point grid; this sweep has {len(set(self.points))} points")
         first = self.configs[0]
         metrics = {}
         for m in self.metrics:
             values = [float(v) for v in self.rows[m]]
-            mean, lo, hi = mean_ci(values)
-            if m in ranges:
-                low, high = ranges[m]
-                lo, hi = min(max(lo, low), high), max(min(hi, high), low)
+            mean, lo, hi = mean_ci(values, bounds=ranges.get(m))
             metrics[m] = {"mean": mean, "ci95": [lo, hi], "values": values}
         return {"experiment": self.experiment,
                 "params": {p: _cache.plain(first[p]) for p in self.params},
@@ -106,8 +109,14 @@ class SweepResult:
 
 
 def run(experiment: Experiment, grid: Mapping, repeats: int, seed: int = 0, *, fixed=None,
-        cache: bool = True, progress: bool = True) -> SweepResult:
-    """Every combination of `grid` (param -> values) x `repeats` seeds (seed + r) of `experiment`."""
+        cache: bool = True, progress: bool = True, executor: str | None = None,
+        workers: int | None = None) -> SweepResult:
+    """Every combination of `grid` (param -> values) x `repeats` seeds (seed + r) of `experiment`.
+
+    `executor` ("local" or "dask"; default POISONLAB_EXECUTOR, else "local") says where the batches that
+    the cache does not hold are trained, `workers` how many processes a local Dask cluster starts (see
+    `lab.executor`); the table is the same either way.
+    """
     if not isinstance(experiment, Experiment):
         raise ValueError(f"experiment must be an Experiment, got {type(experiment).__name__}")
     repeats = validate.positive_int("repeats", repeats)
@@ -128,6 +137,9 @@ def run(experiment: Experiment, grid: Mapping, repeats: int, seed: int = 0, *, f
             raise ValueError("fixed must not set seed: repeat r uses seed + r (pass seed=)")
         if k in grid:
             raise ValueError(f"fixed and grid both set {k!r}: give it in one of them")
+    executor = _executor.resolve(executor)
+    if executor == "dask":
+        workers = _executor.workers(workers)
 
     # Resolve everything first: a bad value anywhere fails before any training.
     configs, points = [], []
@@ -148,17 +160,26 @@ def run(experiment: Experiment, grid: Mapping, repeats: int, seed: int = 0, *, f
 
     results: list = [None] * len(configs)
     hits = 0
-    bar = _progress(len(batches), experiment.name, progress)
+    bar = _progress(len(batches), experiment.name, progress, "batch" if executor == "local" else "task")
     try:
+        todo = []  # the batches the cache does not hold
         for members in batches.values():
             group = [dict(configs[i]) for i in members]  # copies: fn may not alter our configs
             metrics = _cache.load(experiment.name, group, experiment.metrics) if cache else None
             if metrics is None:
-                metrics = _call(experiment, group)
-                if cache:
-                    _cache.store(experiment.name, group, experiment.metrics, metrics)
-            else:
-                hits += 1
+                todo.append((members, group))
+                continue
+            hits += 1
+            for i, m in zip(members, metrics):
+                results[i] = m
+            if bar is not None:
+                bar.update(1)
+        # each result is stored as it arrives: an interrupted sweep resumes from the batches it finished
+        call = functools.partial(_call, experiment)
+        for k, metrics in _executor.as_completed(call, [g for _, g in todo], executor, workers):
+            members, group = todo[k]
+            if cache:
+                _cache.store(experiment.name, group, experiment.metrics, metrics)
             for i, m in zip(members, metrics):
                 results[i] = m
             if bar is not None:
@@ -167,7 +188,7 @@ def run(experiment: Experiment, grid: Mapping, repeats: int, seed: int = 0, *, f
         if bar is not None:
             bar.close()
     return SweepResult(experiment.name, names, list(grid), list(experiment.metrics), configs, results,
-                       points, cached=hits, batches=len(batches))
+                       points, cached=hits, batches=len(batches), ranges=experiment.ranges)
 
 
 def _check_grid(grid, names: list[str]) -> dict:
@@ -218,15 +239,15 @@ def _call(experiment: Experiment, group: list[dict]) -> list[dict]:
     return results
 
 
-def _progress(total: int, name: str, progress: bool):
-    """A tqdm bar over batches, or None: off with progress=False, TQDM_DISABLE, or a non-terminal stderr."""
+def _progress(total: int, name: str, progress: bool, unit: str = "batch"):
+    """A tqdm bar over batches (or a cluster's tasks), or None: off with progress=False, TQDM_DISABLE, or a non-terminal stderr."""
     if not progress or os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no"):
         return None
     from tqdm import tqdm
 
     # disable=None: tqdm stays silent when stderr is not a terminal (notebooks being rendered, logs);
     # delay: short sweeps never draw a bar; leave=False: a finished bar leaves no trace.
-    return tqdm(total=total, desc=name, unit="batch", disable=None, delay=2.0, leave=False, file=sys.stderr)
+    return tqdm(total=total, desc=name, unit=unit, disable=None, delay=2.0, leave=False, file=sys.stderr)
 
 
 def _python(v):

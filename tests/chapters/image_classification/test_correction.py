@@ -66,6 +66,6 @@ def test_train_softmax_with_identity_T_is_plain_training_and_refuses_bad_input()
 def test_forward_correction_with_the_known_T_recovers_a_swapped_pair_and_anchors_cannot():
     runs = C.correction_runs(("pair",), [0.2], range(2), epochs=10, lr=0.5, batch_size=64)
     mean = runs.groupby("correction").test_accuracy.mean()
-    # past half the pair swapped, the known T undoes the swap; anchors of the noisy model see no swap
-    assert mean["known T"] > mean["none"] + 0.1
-    assert abs(mean["anchor T"] - mean["none"]) < 0.05
+    # past half the pair swapped, the known C undoes the swap; anchors of the noisy model see no swap
+    assert mean["known C"] > mean["none"] + 0.1
+    assert abs(mean["anchor C"] - mean["none"]) < 0.05

@@ -5,8 +5,6 @@ get the leave-one-seed-out jackknife interval (their points share seeds: common 
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
@@ -22,14 +20,9 @@ from .sweeps import at_alpha, CHAPTER, class_share, early_stopping_summary, nois
 K = 10  # the digits' classes
 
 
-_SCALES: dict = {}  # statement -> scale, until stats.Law carries it (the lead's stats commit)
-
-
 def make_law(statement, predicted, fitted, lo, hi, tol=None, how="", scale=None) -> stats.Law:
-    """stats.Law with `scale` (the size against which the interval's resolution is judged) where Law has it."""
-    extra = {"scale": scale} if "scale" in {f.name for f in dataclasses.fields(stats.Law)} else {}
-    _SCALES[statement] = scale
-    return stats.Law(statement, predicted, fitted, lo, hi, tol, how, **extra)
+    """stats.Law with `scale`, the size against which the interval's resolution is judged (None: |predicted|)."""
+    return stats.Law(statement, predicted, fitted, lo, hi, tol, how, scale=scale)
 
 
 def law_chance(rows: pd.DataFrame, K: int = 10, label: str = ""):
@@ -296,30 +289,13 @@ def exceptions_table(laws: dict) -> pd.DataFrame:
 
 
 def law(name: str, profile=None):
-    """The law `name` of the chapter (see LAWS) as a stats.Law: prediction against measurement with a 95% CI,
-    with its rival attached."""
-    if name not in LAWS:
-        raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
-    profile = get_profile(profile)
-
-    def compute():
-        found = LAWS[name](profile)
-        if "rival" in {f.name for f in dataclasses.fields(stats.Law)}:
-            found = dataclasses.replace(found, rival=rival(name, profile))
-        return found
-    return CHAPTER.memo(("law", name, profile.name), compute)
+    """The law `name` of the chapter (see LAWS) as a stats.Law: prediction against measurement with a 95% CI."""
+    return CHAPTER.law(name, profile, LAWS, rival)
 
 
 def verdict(found: stats.Law) -> str:
     """The law's verdict, "yes", "no" or "not resolved" (stats.Law.verdict)."""
-    if hasattr(found, "verdict"):
-        return found.verdict
-    # until stats.Law has verdicts: the same rule (no: outside; not resolved: too wide for its scale)
-    if not found.agrees:
-        return "no"
-    scale = _SCALES.get(found.statement)
-    scale = abs(found.predicted) if scale is None else scale
-    return "not resolved" if (found.hi - found.lo) / 2 > 0.1 * scale else "yes"
+    return found.verdict
 
 
 def interval(found: stats.Law) -> tuple:

@@ -202,7 +202,7 @@ def bayes_all_flipped(posteriors) -> dict:
 
 
 def flip_matrix(flip: str, alpha, shares, target: int = 0, pair=(1, 7)) -> np.ndarray:
-    """T[i, j] = P(noisy label j | clean label i) of an attack that flips a fraction alpha of the training set,
+    """C[i, j] = P(noisy label j | clean label i), the flip matrix of an attack that flips a fraction alpha of the training set,
     from the class shares (K,): random (each label kept with 1 - alpha, else a uniform other class),
     target-class (a fraction rho = alpha/(1 - pi_t) of every other class sent to t) or pair (a fraction
     f = alpha/(pi_a + pi_b) of each of a and b swapped)."""
