@@ -1,5 +1,5 @@
-"""Loss correction for label noise: the flip matrix C (Patrini et al.'s T) estimated from anchor points (Patrini et al. 2017);
-the corrected loss itself is train.losses.forward_corrected_ce."""
+"""Loss correction for label noise: the flip matrix C (Patrini et al. 2017 call it T) estimated from anchor
+points; the corrected loss itself is train.losses.forward_corrected_ce."""
 from __future__ import annotations
 
 import torch

@@ -98,10 +98,17 @@ def sweeps_of(model: str, profile=None) -> dict:
     return CHAPTER.memo(("attacks", model, profile.name), lambda: attack_sweeps(model, CHAPTER.sizes(profile)))
 
 
+# the metrics' ranges: the experiment's, and the fractions and accuracies the chapter's studies derive from them
+_UNIT = (0.0, 1.0)
+RANGES = {**EXPERIMENT.ranges, **{m: _UNIT for m in (
+    "final_accuracy", "es_accuracy", "oracle_accuracy", "final_fit", "es_fit", "discard_clean", "catch_flipped",
+    "discard_clean_pred", "catch_flipped_pred")}}
+
+
 def summarize(rows: pd.DataFrame, by, metrics) -> pd.DataFrame:
     """stats.summarize as the chapter's tables show it: groups sorted, the rows pooled in column `n`, intervals
-    inside each metric's range."""
-    return stats.summarize(rows, by, metrics, sort=True, count="n", ranges=EXPERIMENT.ranges)
+    inside each metric's range (RANGES; accuracies and fractions on the logit scale)."""
+    return stats.summarize(rows, by, metrics, sort=True, count="n", ranges=RANGES)
 
 
 def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:
@@ -133,12 +140,12 @@ def defense_sweeps(S, seed: int = 0, cache: bool = True) -> pd.DataFrame:
 
 
 def at_alpha(rows: pd.DataFrame, alpha: float, metric: str = "test_accuracy") -> tuple:
-    """(mean, lo, hi) of a metric over the repeats at one alpha (95% t-interval)."""
-
+    """(mean, lo, hi) of a metric over the repeats at one alpha (95% t-interval, on the logit scale for a metric
+    in [0, 1])."""
     values = rows.loc[np.isclose(rows["alpha"], alpha), metric]
     if values.empty:
         raise ValueError(f"alpha = {alpha} was not measured; measured: {sorted(rows['alpha'].unique())}")
-    return stats.mean_ci(values)
+    return stats.mean_ci(values, bounds=RANGES.get(metric))
 
 
 def early_stopping_summary(curves: pd.DataFrame) -> pd.DataFrame:
