@@ -80,15 +80,13 @@ FULL = Sizes(
     knn_k=10,
 )
 
-# The quick profile runs the attacks' sweeps and the laws' studies of the full profile (identical seeds, so
-# identical verdicts: tests/laws checks in quick what the page reports in full, and the sweeps are cached)
-# and shrinks the rest: the confusions, the defences, the influence study and the k-NN filter.
+# The quick profile runs the attacks' sweeps and every law's study of the full profile (identical seeds, so
+# identical verdicts: tests/laws checks in quick what the page reports in full, and the results are cached)
+# and shrinks the rest: the confusions and the defences.
 QUICK = replace(
     FULL,
     confusion_seeds=2,
     defense_repeats=3,
-    influence_seeds=4,
-    knn_seeds=3,
 )
 
 SIZES = {"quick": QUICK, "full": FULL}
