@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import validate
+from .. import metrics, validate
 
 NORMS = ("inf", "2", "1")
 LOSSES = ("ce", "margin")
@@ -72,10 +72,12 @@ def _check(X, y) -> tuple[Tensor, Tensor]:
 
 @contextlib.contextmanager
 def _eval(model: nn.Module):
+    """Eval mode (dropout off) with gradients on, even inside a caller's torch.no_grad(); restored after."""
     was = model.training
     model.eval()
     try:
-        yield
+        with torch.enable_grad():
+            yield
     finally:
         model.train(was)
 
@@ -164,11 +166,11 @@ def _clip(X: Tensor, box) -> Tensor:
 
 
 def accuracy(model: nn.Module, X: Tensor, y: Tensor, chunk: int = 4096) -> float:
-    """The fraction of X the model classifies as y (eval mode, no gradients)."""
+    """metrics.accuracy of the model's outputs on X (eval mode, no gradients, in chunks)."""
     X, y = _check(X, y)
     with _eval(model), torch.no_grad():
-        right = sum(int((model(X[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum()) for i in range(0, len(X), chunk))
-    return right / len(X)
+        logits = torch.cat([model(X[i:i + chunk]) for i in range(0, len(X), chunk)])
+    return float(metrics.accuracy(logits, y))
 
 
 def fgsm_curve(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="inf", loss: str = "ce",
