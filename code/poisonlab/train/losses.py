@@ -159,3 +159,22 @@ def _unbiased_bce(pred: Tensor, target: Tensor, rho0, rho1) -> Tensor:
     rho_other = target * rho0 + (1 - target) * rho1
     elementwise = ((1 - rho_other) * loss_y - rho_y * loss_other) / (1 - rho0 - rho1)
     return elementwise.mean(-1) if pred.dim() >= 2 else elementwise
+
+
+def forward_corrected_ce(logits: Tensor, target: Tensor, C) -> Tensor:
+    """Patrini et al.'s forward-corrected cross-entropy per example, -log (softmax(logits) C)_target: the model's
+    clean posterior pushed through the flip matrix C (C[i, j] = P(noisy label j | clean label i), rows summing
+    to 1; their T) before it meets the noisy label. Logits (..., n, K), target (..., n) -> (..., n); differentiable."""
+    if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
+        raise ValueError("logits must be a floating-point tensor")
+    target = _class_target(logits, target)
+    K = logits.shape[-1]
+    C = torch.as_tensor(C, dtype=logits.dtype)
+    if C.shape != (K, K):
+        raise ValueError(f"C must be a ({K}, {K}) matrix for {K} classes, got shape {tuple(C.shape)}")
+    if not bool(torch.all(torch.isfinite(C))) or bool((C < 0).any()) or \
+            not torch.allclose(C.sum(1), torch.ones(K, dtype=C.dtype), atol=1e-6):
+        raise ValueError("C must be finite, >= 0, and each row must sum to 1 (a row-stochastic flip matrix)")
+    # log(softmax(z) C) computed as logsumexp(log_softmax(z) + log C) for stability (log 0 = -inf is fine)
+    log_noisy = torch.logsumexp(torch.log_softmax(logits, -1).unsqueeze(-1) + torch.log(C), dim=-2)
+    return -log_noisy.gather(-1, target.unsqueeze(-1)).squeeze(-1)
