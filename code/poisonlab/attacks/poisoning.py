@@ -18,11 +18,11 @@ from ..data import Dataset, generator
 __all__ = ["gaussian_labels", "flip_binary", "flip_multiclass", "poison_count", "boundary_distance",
            "BINARY_FLIPS", "MULTICLASS_FLIPS", "CONFIDENCE_FLIPS"]
 
-BINARY_FLIPS = ("random", "boundary", "one-sided", "max-loss")
-# "max-loss" is the old name of "least-confident" (kept for existing callers); "most-confident" is its
-# opposite, the multi-class form of the binary "max-loss" (the points the reference model is surest of)
-MULTICLASS_FLIPS = ("random", "target-class", "pair", "max-loss", "least-confident", "most-confident")
-CONFIDENCE_FLIPS = ("max-loss", "least-confident", "most-confident")  # the flips that need `probs`
+BINARY_FLIPS = ("random", "boundary", "one-sided", "most-confident")
+# named for what they select: "least-confident" (largest loss under the label: the points the reference model
+# is least sure of) and "most-confident" (the points it is surest of; for K = 2 the binary "most-confident")
+MULTICLASS_FLIPS = ("random", "target-class", "pair", "least-confident", "most-confident")
+CONFIDENCE_FLIPS = ("least-confident", "most-confident")  # the flips that need `probs`
 
 
 def poison_count(alpha, n) -> int:
@@ -52,7 +52,7 @@ def _pick(candidates: Tensor, k: int, g: torch.Generator) -> Tensor:
 
 def _scores(name: str, scores, n: int) -> Tensor:
     if scores is None:
-        raise ValueError(f"{name} must be given for how='max-loss' (one score per training point)")
+        raise ValueError(f"{name} must be given for how='most-confident' (one score per training point)")
     s = torch.as_tensor(scores).detach().reshape(-1).to(torch.float64)
     if s.shape[0] != n:
         raise ValueError(f"{name} must have one entry per training point ({n}), got {s.shape[0]}")
@@ -122,8 +122,8 @@ def flip_binary(ds: Dataset, alpha, *, how="random", margin=None, side=None, sco
 
     "random": uniformly among all points. "boundary": at random among points with
     |w.x + b| / |w| < margin (both sides). "one-sided": the same, only points with y == side
-    (side in {0, 1}; default 1). "max-loss": the points of largest `scores` (e.g. the loss under a
-    reference model). The hyperplane is the true one (ds.params "w", "b") unless w, b are given.
+    (side in {0, 1}; default 1). "most-confident": the points of largest `scores` (the loss their
+    flipped label has under a reference model: the points it is surest of). The hyperplane is the true one (ds.params "w", "b") unless w, b are given.
     """
     _check_dataset(ds)
     alpha = validate.fraction("alpha", alpha)
@@ -136,12 +136,12 @@ def flip_binary(ds: Dataset, alpha, *, how="random", margin=None, side=None, sco
         raise ValueError(f"margin is only used with how='boundary' or 'one-sided', got how={how!r}")
     if side is not None and how != "one-sided":
         raise ValueError(f"side is only used with how='one-sided', got how={how!r}")
-    if scores is not None and how != "max-loss":
-        raise ValueError(f"scores is only used with how='max-loss', got how={how!r}")
+    if scores is not None and how != "most-confident":
+        raise ValueError(f"scores is only used with how='most-confident', got how={how!r}")
     g = generator(seed)
     if how == "random":
         idx = torch.randperm(n, generator=g)[:k]
-    elif how == "max-loss":
+    elif how == "most-confident":
         idx = _top(_scores("scores", scores, n), k)
     else:
         if margin is None:
@@ -193,7 +193,7 @@ def flip_multiclass(ds: Dataset, alpha, *, how="random", num_classes=None, targe
 
     "random": each chosen point gets a uniformly chosen other class. "target-class": points not of
     class `target`, at random, all relabelled `target`. "pair" (pair=(a, b)): points of class a or b,
-    at random, a <-> b. "least-confident" (old name "max-loss"): the points of largest `scores`
+    at random, a <-> b. "least-confident": the points of largest `scores`
     (default: -log probs[y], the cross-entropy under the reference model whose class probabilities are
     `probs` (n, K): the points it is least sure of), each relabelled to its most likely wrong class under
     `probs`; for the points of smallest confidence pass scores = -probs.max(1).values.

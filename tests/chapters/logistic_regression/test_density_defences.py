@@ -91,12 +91,12 @@ def test_separation_moves_the_classes_apart():
     assert 0.9 < r["expected_accuracy"] < 1.0
 
 
-def test_most_confident_is_the_attack_librarys_max_loss():
+def test_most_confident_is_the_attack_librarys_most_confident():
     c = config(flip="most-confident", reference="true", alpha=0.1)
     clean = L_exp.make_data(c)
     scores = attacks.boundary_distance(clean).abs()
     p, _ = L_exp.poison(c, clean, scores)
-    q = attacks.flip_binary(clean, 0.1, how="max-loss", scores=scores, seed=L_exp.seeds_of(c["seed"])["attack"])
+    q = attacks.flip_binary(clean, 0.1, how="most-confident", scores=scores, seed=L_exp.seeds_of(c["seed"])["attack"])
     assert torch.equal(p.y_train, q.y_train)
     assert "max-loss" not in L_exp.FLIPS
 

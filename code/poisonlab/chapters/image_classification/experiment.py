@@ -47,8 +47,8 @@ from .pipeline import (
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "FLIPS", "MODELS", "DEFENSES", "HIDDEN", "seeds_of",
            "make_data", "hidden_of", "poison", "fit", "run_detailed", "Outcome", "save_data"]
 
-# the chapter's attacks; "max-loss" (this chapter's old name of least-confident, which chapter 2 uses for
-# the opposite choice) is refused with the new names (_flip)
+# the chapter's attacks; "max-loss" (this chapter's old name of least-confident, a name that meant the
+# opposite in chapter 2) is refused with the new names (_flip)
 FLIPS = ("random", "target-class", "pair", "least-confident", "most-confident")
 MODELS = ("linear", "mlp", "cnn")
 DEFENSES = ("none", "loss-filter", "knn-filter")

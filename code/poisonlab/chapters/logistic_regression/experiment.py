@@ -9,8 +9,8 @@ fitted on what is left: SGD with the batched trainer, or the exact minimiser (Ne
 
 The most-confident attacker ranks the points by the loss their flipped label would have under a model
 trained on the clean data (theta_0, the same trainer): the points the clean model is most confident of
-(attacks.flip_binary's "max-loss", named here for what it selects; the image chapter's "least-confident"
-attack, the largest loss of the current label, is its opposite).
+(attacks.flip_binary's "most-confident"; the image chapter's "least-confident" attack, the largest loss of
+the current label, is its opposite).
 With no margin, "boundary" and "one-sided" flip exactly the round(alpha n) eligible points nearest the
 boundary (the margin is set between the k-th and (k+1)-th smallest distance).
 Defences: "loss-filter" drops the fraction `drop` of training points of largest loss under a
@@ -60,8 +60,7 @@ from .pipeline import (
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "make_data", "poison", "fit", "fit_models", "save_data",
            "seeds_of", "auto_margin", "affine_part", "expected_accuracy", "strip_mass", "DEFENSES", "FLIPS"]
 
-# the attack library calls the last one "max-loss" (largest loss of the flipped label); this chapter names it
-# for what it does to a trained model: it flips the points theta_0 is most confident of
+# the last one flips the points theta_0 is most confident of (the largest loss of the flipped label)
 FLIPS = ("random", "boundary", "one-sided", "most-confident")
 DEFENSES = ("none", "loss-filter", "knn-filter", "sphere-filter", "slab-filter", "median", "trimmed-mean",
             "worker-median", "unbiased-loss")

@@ -71,8 +71,7 @@ def poison(config: dict, clean: data.Dataset, scores=None) -> tuple[data.Dataset
     elif k == 0:
         return clean.replace(mask=clean.poisoned), 0.0
     try:
-        how = "max-loss" if flip == "most-confident" else flip  # the attack library's name
-        ds = attacks.flip_binary(clean, alpha, how=how, margin=margin, side=side if flip == "one-sided" else None,
+        ds = attacks.flip_binary(clean, alpha, how=flip, margin=margin, side=side if flip == "one-sided" else None,
                                  scores=scores, seed=seeds_of(config["seed"])["attack"])
     except ParameterError:
         raise
