@@ -12,7 +12,6 @@ import torch
 from scipy import integrate, special
 
 from poisonlab import attacks, defenses
-from poisonlab.errors import ParameterError
 from poisonlab.chapters.logistic_regression import experiment as L_exp, studies as L_studies, sweeps as L
 from poisonlab.chapters.logistic_regression import theory as T
 
