@@ -64,9 +64,16 @@ def client(n_workers: int | None = None):
     if address is not None:
         c = distributed.Client(address)
     else:
-        # one thread per worker: the batches are the unit of parallelism, and a worker's torch uses one core
-        cluster = distributed.LocalCluster(n_workers=key[1], threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+        import dask
+
+        # one thread per worker: the batches are the unit of parallelism, and a worker's torch uses one core.
+        # Dask's nanny also sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which makes glibc hand torch's
+        # large buffers back to the system after every step: measured here, a batch ran 1.5-2.5x slower
+        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+                   if k != "MALLOC_TRIM_THRESHOLD_"}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = distributed.LocalCluster(n_workers=key[1], threads_per_worker=1, processes=True,
+                                               dashboard_address=None)
         c = distributed.Client(cluster)
     _CLIENTS[key] = c
     return c
