@@ -191,6 +191,29 @@ def _forgetting(profile):
                 "fitted exponent; prediction: same fit of ln 2 / −ln(1 − 2γ)")
 
 
+def _leverage(placement):
+    def f(profile):
+        from . import leverage
+
+        est = leverage.breakdown_fraction(leverage.breakdown_points(profile), "l1", placement)
+        if placement == "leverage":
+            return _law("LAD slope, poison on the largest |x|: breaks at erfc√ln 2", theory.leverage_breakdown_fraction(),
+                        est, "mean breakdown fraction over repeats (exact LAD, bisection on k; jackknife)")
+        return _law("LAD slope, poison on random points: breaks at 1/2", 0.5, est,
+                    "mean breakdown fraction over repeats (exact LAD, bisection on k; jackknife)")
+    return f
+
+
+def _feature(profile):
+    from . import leverage
+
+    rows = leverage.feature_breakdowns(profile)
+    est = stats.jackknife(rows, lambda r: float(r["ratio"].mean()))
+    # the bisection stops within BISECTION (relative) above the capture leverage: a computed tolerance
+    return _law("feature poison: one point at L ≥ L* = med + Σ|x_i − med| takes the LAD slope", 1.0, est,
+                "mean capture leverage / L* over repeats (bisection on L; jackknife)", tol=leverage.BISECTION)
+
+
 LAWS = {
     "unbiased": _unbiased,
     "covariance": _covariance,
@@ -210,7 +233,15 @@ LAWS = {
     "huber-risk": _huber_risk,
     "trimming": _trimming,
     "forgetting": _forgetting,
+    "leverage-breakdown": _leverage("leverage"),
+    "random-breakdown": _leverage("random"),
+    "feature-breakdown": _feature,
 }
+
+# The exceptions the page reports (tests/laws checks them): laws that fail, and laws whose interval cannot
+# resolve the prediction (too wide, or containing the rival).
+DISAGREES: dict = {}
+UNRESOLVED: dict = {}
 
 
 def _mean_over(values):
@@ -282,4 +313,12 @@ def rival(name: str, profile=None) -> float:
         return float(np.mean(tab["predicted"] - P * sweeps.FAR_MU))
     if name == "forgetting":  # half-life growing like 1/sqrt(lr)
         return -0.5
+    if name == "leverage-breakdown":  # the location model's breakdown point, one half, whatever the placement
+        return 0.5
+    if name == "random-breakdown":  # random points breaking as early as the highest-leverage ones
+        return theory.leverage_breakdown_fraction()
+    if name == "feature-breakdown":  # LAD resisting one point only as much as least squares: L ~ sqrt(sum x^2)
+        from . import leverage
+
+        return float(leverage.feature_breakdowns(profile)["ls_scale"].mean())
     raise KeyError(name)

@@ -31,6 +31,7 @@ class Sizes:
     hidden: list[list[int]]
     hidden_epochs: int
     hidden_batch: int
+    leverage_repeats: int
 
 
 QUICK = Sizes(
@@ -53,6 +54,7 @@ QUICK = Sizes(
     hidden=[[], [32]],
     hidden_epochs=40,
     hidden_batch=50,
+    leverage_repeats=10,
 )
 
 FULL = Sizes(
@@ -75,6 +77,7 @@ FULL = Sizes(
     hidden=[[], [16], [64]],
     hidden_epochs=40,
     hidden_batch=50,
+    leverage_repeats=20,
 )
 
 SIZES = {"quick": QUICK, "full": FULL}
