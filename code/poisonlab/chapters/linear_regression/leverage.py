@@ -184,3 +184,30 @@ def feature_breakdowns(profile=None, seed: int = 0) -> pd.DataFrame:
         rows.append({"seed": seed + r, "L": hi, "L_star": L_star, "ratio": hi / L_star,
                      "ls_scale": float(np.sqrt((x[1:] ** 2).sum())) / L_star})
     return pd.DataFrame.from_records(rows)
+
+
+_FIT_NAMES = {"l1": "LAD", "huber": "Huber", "l2": "least squares"}
+_PLACEMENT_NAMES = {"leverage": "largest |x|", "random": "random points"}
+
+
+def slope_summary(profile=None) -> pd.DataFrame:
+    """Mean |w_hat - w| with its 95% t-interval over repeats, per poison ("LAD, largest |x|", ...) and alpha."""
+    rows = slope_errors(profile).copy()
+    rows["abs_slope_error"] = rows["slope_error"].abs()
+    rows["poison"] = [f"{_FIT_NAMES[f]}, {_PLACEMENT_NAMES[p]}" for f, p in zip(rows["fit"], rows["placement"])]
+    return stats.summarize(rows, ["poison", "alpha"], ["abs_slope_error"], count="repeats")
+
+
+def feature_summary(profile=None) -> pd.DataFrame:
+    """Mean fraction of the way to the attacker's slope with its 95% t-interval, per fit and L / L*."""
+    rows = feature_poisoning(profile).copy()
+    rows["fit"] = [_FIT_NAMES[f] for f in rows["fit"]]
+    return stats.summarize(rows, ["fit", "ratio"], ["moved"], count="repeats")
+
+
+def agreement(points: pd.DataFrame) -> dict:
+    """How often (out of the repeats) LAD and Huber broke at the same k, and LAD at the sample condition's k."""
+    lev = points[points["placement"] == "leverage"].pivot_table(index="seed", columns="fit", values="breakdown")
+    pred = points[(points["placement"] == "leverage") & (points["fit"] == "l1")].set_index("seed")["sample_prediction"]
+    return {"repeats": len(lev), "same": int((lev["l1"] == lev["huber"]).sum()),
+            "sample": int(np.isclose(lev["l1"], pred.loc[lev.index]).sum())}
