@@ -134,18 +134,23 @@ def test_markdown_table_shows_a_named_index():
     assert book.markdown_table(df).data.splitlines()[0] == "| key | v |"
 
 
-def test_laws_table_writes_the_numbers_and_marks_disagreement():
+def test_laws_table_writes_the_numbers_verdicts_and_power():
     from poisonlab import stats
 
     laws = [stats.Law("slope is 1", 1.0, 1.01, 0.98, 1.04, how="slope"),
-            stats.Law("exponent is 2", 2.0, 2.5, 2.4, 2.6, tol=0.01, how="fitted exponent")]
+            stats.Law("exponent is 2", 2.0, 2.5, 2.4, 2.6, tol=0.01, how="fitted exponent"),
+            stats.Law("threshold is 0.45", 0.45, 0.41, 0.36, 0.46, how="jackknife"),
+            stats.Law("gap is 0", 0.0, 0.031, 0.001, 0.061, scale=1.0, how="mean")]
     lines = book.laws_table(laws).data.splitlines()
-    assert lines[0].split("|")[1:-1] == [" statement ", " how ", " predicted ", " fitted (95% CI) ", " agrees "]
-    assert lines[2].endswith("| 1.01 [0.98, 1.04] | yes |") and "| slope |" in lines[2]
-    assert lines[3].endswith("| 2.5 [2.4, 2.6] (tol 0.01) | **no** |")
+    assert lines[0].split("|")[1:-1] == [" statement ", " how ", " predicted ", " fitted (95% CI) ", " detectable ",
+                                         " verdict "]
+    assert lines[2].endswith("| 1.01 [0.98, 1.04] | 0.043 | yes |") and "| slope |" in lines[2]
+    assert lines[3].endswith("| 2.5 [2.4, 2.6] (tol 0.01) | 0.15 | **no** |")  # p ~ 1e-22: survives Holm
+    assert lines[4].endswith("| not resolved |")  # half-width 0.05 > 10% of 0.45
+    assert lines[5].endswith("| no, not after Holm |")  # p = 0.04, times 3 by Holm
     assert book.laws_table(stats.table(laws)).data == book.laws_table(laws).data
     with pytest.raises(ValueError, match="laws must have the columns"):
-        book.laws_table(stats.table(laws).drop(columns="agrees"))
+        book.laws_table(stats.table(laws).drop(columns="verdict"))
     with pytest.raises(ValueError, match="laws must be a list of Law"):
         book.laws_table("slope is 1")
 

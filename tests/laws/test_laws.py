@@ -11,10 +11,13 @@ statistic would have if a named competing theory were true, which must fall outs
 each true law fails with probability ~5% for an unlucky seed; the seeds are fixed, so the suite is
 deterministic.)
 
-A chapter may declare, in its laws module, the exceptions its page reports, each with why: `DISAGREES`
-(name -> why the law fails, a finding the chapter explains) and `ADMITS_RIVAL` (name -> why the law's interval
-is too wide to exclude its rival). Both are checked: an exception that no longer holds fails, and the page's
-prose that explains it is revisited.
+Each law's verdict (`stats.Law.verdict`) is "yes" unless the chapter declares, in its laws module, an
+exception its page (the full profile) reports, each with why: `DISAGREES` (name -> why the law fails, verdict
+"no", a finding the chapter explains) and `UNRESOLVED` (name -> why the interval cannot confirm the law: wider
+than +-10% of the law's scale, or holding the rival's value; verdict "not resolved"). Both are checked both
+ways: an exception that no longer holds fails, and the page's prose that explains it is revisited. The quick
+profile has fewer repeats than the page, so there an undeclared law may also come out "not resolved" (too wide),
+never "no", and never with its rival inside its interval.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ def _laws_modules() -> dict:
 
 
 def _declared(alias: str, what: str) -> dict:
-    """The exceptions a chapter declares (DISAGREES, ADMITS_RIVAL): name -> why."""
+    """The exceptions a chapter declares (DISAGREES, UNRESOLVED): name -> why."""
     return getattr(MODULES[alias], what, {})
 
 
@@ -57,22 +60,26 @@ def test_the_chapters_declare_laws_and_rivals():
     assert {"linear", "logistic", "images"} <= set(MODULES)
     for alias, module in MODULES.items():
         assert callable(module.law) and callable(module.rival), alias
-        for what in ("DISAGREES", "ADMITS_RIVAL"):
+        assert not hasattr(module, "ADMITS_RIVAL"), f"{alias}: ADMITS_RIVAL is now UNRESOLVED"
+        for what in ("DISAGREES", "UNRESOLVED"):
             assert set(_declared(alias, what)) <= set(module.LAWS), (alias, what)
+        assert not set(_declared(alias, "DISAGREES")) & set(_declared(alias, "UNRESOLVED")), alias
         with pytest.raises(ValueError, match="name"):
             module.law("no-such-law", PROFILE)
 
 
 @pytest.mark.parametrize("alias, name", CASES)
-def test_law_agrees(alias, name):
+def test_law_verdict(alias, name):
     law = MODULES[alias].law(name, PROFILE)
     assert isinstance(law, stats.Law) and law.statement
     assert math.isfinite(law.fitted) and law.lo <= law.fitted <= law.hi
-    why = _declared(alias, "DISAGREES").get(name)
-    if why is None:
-        assert law.agrees, f"{alias} {name}: predicted {law.predicted} outside [{law.lo}, {law.hi}] (fitted {law.fitted})"
-    else:
-        assert not law.agrees, f"{alias} {name}: declared to disagree ({why}), yet it agrees"
+    expected = ({"no"} if name in _declared(alias, "DISAGREES")
+                else {"not resolved"} if name in _declared(alias, "UNRESOLVED") else {"yes", "not resolved"})
+    why = _declared(alias, "DISAGREES").get(name) or _declared(alias, "UNRESOLVED").get(name)
+    assert law.verdict in expected, (
+        f"{alias} {name}: verdict {law.verdict!r}, expected {expected!r}" + (f" (declared: {why})" if why else "")
+        + f"; predicted {law.predicted}, fitted {law.fitted} [{law.lo}, {law.hi}], rival {law.rival}, "
+          f"scale {law.scale}")
     assert MODULES[alias].law(name, PROFILE) is law  # computed once per process: cells and tables share it
 
 
@@ -80,11 +87,9 @@ def test_law_agrees(alias, name):
 def test_law_rejects_its_rival(alias, name):
     law = MODULES[alias].law(name, PROFILE)
     alternative = MODULES[alias].rival(name, PROFILE)
-    assert math.isfinite(alternative)
-    why = _declared(alias, "ADMITS_RIVAL").get(name)
-    if why is not None:
-        assert law.lo <= alternative <= law.hi, f"{alias} {name}: declared to admit its rival ({why}), yet excludes it"
-        return
+    assert math.isfinite(alternative) and law.rival == alternative  # the verdict knows the rival
+    if name in _declared(alias, "UNRESOLVED"):
+        return  # its verdict, checked above, says whether the interval holds the rival or is too wide
     assert not (law.lo <= alternative <= law.hi), (
         f"{alias} {name}: the interval [{law.lo}, {law.hi}] also admits the rival prediction {alternative}: "
         f"the test could not tell the law from it")
@@ -97,3 +102,4 @@ def test_laws_table_lists_every_law(alias):
     disagrees = _declared(alias, "DISAGREES")
     assert len(table) == len(module.LAWS)
     assert list(table["agrees"]) == [name not in disagrees for name in module.LAWS]
+    assert set(table["verdict"]) <= {"yes", "no", "not resolved"}

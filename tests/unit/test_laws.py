@@ -223,6 +223,65 @@ def test_law_from_fit_and_bad_laws():
         stats.Law("", 1.0, 1.0, 0.5, 2.0)
 
 
+def test_verdict_yes_no_and_not_resolved():
+    assert stats.Law("slope 2", 2.0, 2.1, 1.95, 2.25).verdict == "yes"  # half-width 0.15 <= 0.2
+    assert stats.Law("slope 2", 2.0, 2.6, 2.4, 2.8).verdict == "no"
+    wide = stats.Law("slope 2", 2.0, 2.1, 1.7, 2.5)  # half-width 0.4 > 10% of 2: cannot confirm
+    assert wide.agrees and not wide.resolved and wide.verdict == "not resolved"
+    # the scale replaces |predicted|, which is 0 for "no difference" laws
+    assert stats.Law("gap 0", 0.0, 0.01, -0.02, 0.04, scale=1.0).verdict == "yes"
+    assert stats.Law("gap 0", 0.0, 0.01, -0.02, 0.04, scale=0.1).verdict == "not resolved"
+    # an interval that also holds the rival theory's value cannot tell the two apart
+    assert stats.Law("slope 2", 2.0, 2.1, 1.95, 2.25, rival=2.2).verdict == "not resolved"
+    assert stats.Law("slope 2", 2.0, 2.1, 1.95, 2.25, rival=2.5).verdict == "yes"
+    with pytest.raises(ValueError, match="scale"):
+        stats.Law("s", 1.0, 1.0, 0.5, 2.0, scale=-1.0)
+    with pytest.raises(ValueError, match="rival"):
+        stats.Law("s", 1.0, 1.0, 0.5, 2.0, rival=math.nan)
+    with pytest.raises(ValueError, match="level"):
+        stats.Law("s", 1.0, 1.0, 0.5, 2.0, level=1.0)
+
+
+def test_p_value_and_detectable_deviation_follow_the_normal_approximation():
+    z = sps.norm.ppf(0.975)
+    law = stats.Law("mean 0", 0.0, 0.3, 0.3 - 0.2 * z, 0.3 + 0.2 * z)  # se = 0.2
+    assert law.se == pytest.approx(0.2) and law.p_value == pytest.approx(2 * sps.norm.sf(1.5))
+    # 80% power at 5%: a true deviation of (z_0.975 + z_0.8) se is detected 80% of the time
+    assert law.detectable == pytest.approx((z + sps.norm.ppf(0.8)) * 0.2)
+    rng = np.random.default_rng(0)
+    estimates = law.detectable + 0.2 * rng.standard_normal(20000)
+    assert np.mean(np.abs(estimates) > z * 0.2) == pytest.approx(0.8, abs=0.01)
+    # a tolerance is a deviation the test forgives: p = 1 inside it, and it adds to what is detectable
+    tol = stats.Law("mean 0", 0.0, 0.3, 0.3 - 0.2 * z, 0.3 + 0.2 * z, tol=0.5)
+    assert tol.p_value == 1.0 and tol.detectable == pytest.approx(law.detectable + 0.5)
+    # an asymmetric interval: the side facing the prediction sets the standard error
+    ratio = stats.Law("ratio 1", 1.0, 1.5, 1.1, 2.5)
+    assert ratio.se == pytest.approx(0.4 / z)
+
+
+def test_holm_matches_the_step_down_procedure():
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.5])
+    m = len(p)
+    order = np.argsort(p)
+    ref = np.empty(m)
+    running = 0.0
+    for i, j in enumerate(order):  # Holm 1979: p_(i) (m - i), made monotone
+        running = max(running, min(1.0, (m - i) * p[j]))
+        ref[j] = running
+    assert stats.holm(p).tolist() == pytest.approx(ref.tolist())
+    assert stats.holm(p).tolist() == pytest.approx([0.04, 0.09, 0.09, 0.025, 0.5])
+    with pytest.raises(ValueError, match="p"):
+        stats.holm([0.5, 1.5])
+
+
+def test_counts_of_a_laws_table():
+    laws = [stats.Law("a", 1.0, 1.0, 0.99, 1.01), stats.Law("b", 1.0, 2.0, 1.9, 2.1),
+            stats.Law("c", 1.0, 1.0, 0.5, 1.5), stats.Law("d", 1.0, 1.03, 1.001, 1.059)]
+    c = stats.counts(laws)
+    assert (c["n"], c["yes"], c["no"], c["not resolved"]) == (4, 1, 2, 1)
+    assert c["no after Holm"] == 1 and c["expected by chance"] == pytest.approx(0.2)
+
+
 def test_agreement_scalars_and_arrays():
     assert stats.agreement(1.0, 1.1, 0.9, 1.3) is True
     assert stats.agreement(1.5, 1.1, 0.9, 1.3) is False
@@ -241,12 +300,14 @@ def test_table_holds_the_laws_as_numbers():
     rows = [stats.Law("MSE grows as alpha^2", 2.0, 2.04, 1.9, 2.2, how="fitted exponent"),
             stats.Law("bias equals alpha eta", 0.5, 0.62, 0.58, 0.66, tol=0.05, how="slope")]
     t = stats.table(rows)
-    assert list(t.columns) == ["statement", "how", "predicted", "fitted", "lo", "hi", "tol", "agrees"]
+    assert list(t.columns) == ["statement", "how", "predicted", "fitted", "lo", "hi", "tol", "agrees", "detectable",
+                               "p", "p_holm", "verdict"]
     assert t["statement"].tolist() == ["MSE grows as alpha^2", "bias equals alpha eta"]
     assert t["predicted"].tolist() == [2.0, 0.5] and t["fitted"].tolist() == [2.04, 0.62]
     assert t["lo"].tolist() == [1.9, 0.58] and t["hi"].tolist() == [2.2, 0.66]
     assert t["tol"].isna().tolist() == [True, False] and t["tol"][1] == 0.05
-    assert t["agrees"].tolist() == [True, False]
+    assert t["agrees"].tolist() == [True, False] and t["verdict"].tolist() == ["yes", "no"]
+    assert t["p_holm"].tolist() == pytest.approx(stats.holm(t["p"]).tolist())
     assert list(stats.table([]).columns) == list(t.columns)
     with pytest.raises(ValueError, match="laws"):
         stats.table([("not", "a", "law")])

@@ -147,6 +147,27 @@ def test_mean_ci_is_the_student_t_interval():
             stats.mean_ci(x, level=level)
 
 
+def test_mean_ci_with_bounds_is_the_logit_interval_inside_the_range():
+    x = np.array([0.9, 0.97, 0.99, 1.0, 0.95])
+    mean, lo, hi = stats.mean_ci(x, bounds=(0, 1))
+    # reference: the t-interval of the mean on the logit scale, the delta method's standard error
+    u = x.mean()
+    half = sps.t.ppf(0.975, 4) * sps.sem(x) / (u * (1 - u))
+    ref = sps.logistic.cdf(sps.logistic.ppf(u) + np.array([-half, half]))
+    assert mean == pytest.approx(u) and (lo, hi) == pytest.approx(tuple(ref), rel=1e-12)
+    assert 0 < lo < mean < hi < 1 and stats.mean_ci(x)[2] > 1  # the plain t-interval leaves the range
+    # an affine range maps to the same interval
+    assert stats.mean_ci(100 * x, bounds=(0, 100))[1:] == pytest.approx((100 * lo, 100 * hi), rel=1e-12)
+    assert stats.mean_ci([1.0, 1.0, 1.0], bounds=(0, 1)) == (1.0, 1.0, 1.0)  # no spread at the end
+    # a half-bounded range clips the t-interval
+    assert stats.mean_ci([0.0, 0.0, 3.0], bounds=(0, math.inf))[1] == 0.0
+    for bad in ((1, 0), (0,), "ab", (math.nan, 1)):
+        with pytest.raises(ValueError, match="bounds"):
+            stats.mean_ci(x, bounds=bad)
+    with pytest.raises(ValueError, match="bounds"):
+        stats.mean_ci([0.5, 1.5], bounds=(0, 1))  # a value outside the range is a bug upstream, not clipped
+
+
 def test_record_schema_for_the_cli():
     res = sweep.run(make_toy(), {"alpha": [0.25]}, repeats=4, seed=3, fixed={"hidden": (16, 8)}, cache=False)
     record = res.record()
@@ -358,13 +379,15 @@ def test_max_batch_splits_groups_into_chunks():
     assert list(res.rows["m"]) == [1.0] * 3 + [2.0] * 3 + [3.0] * 3
 
 
-def test_record_clips_intervals_to_the_metric_range():
+def test_intervals_stay_in_the_metric_range():
     exp = Experiment("clip", lambda cs: [{"m": 0.01 if c["seed"] == 0 else 1.0} for c in cs],
                      [Param("a", 1.0)], ["m"], ranges={"m": (0.0, 1.0)})
     res = sweep.run(exp, {"a": [1.0]}, repeats=2, cache=False, progress=False)
-    assert res.record()["metrics"]["m"]["ci95"][0] < 0  # the raw t-interval of 2 repeats leaves [0, 1]
-    lo, hi = res.record(ranges=exp.ranges)["metrics"]["m"]["ci95"]
-    assert (lo, hi) == (0.0, 1.0)
+    assert res.record(ranges={})["metrics"]["m"]["ci95"][0] < 0  # the raw t-interval of 2 repeats leaves [0, 1]
+    lo, hi = res.record()["metrics"]["m"]["ci95"]  # the experiment's ranges by default: the logit interval
+    assert 0.0 < lo < 0.505 < hi < 1.0
+    row = res.summary().iloc[0]
+    assert (row.m_lo, row.m_hi) == (lo, hi)
 
 
 def test_rows_where_values_floats_and_predicates():

@@ -65,7 +65,12 @@ def markdown_table(df, floatfmt=None, *, index=None):
 
 def laws_table(laws, digits: int = 3):
     """The laws table of a chapter (a list of `stats.Law`, or `stats.table` of one) as Markdown:
-    statement | how | predicted | fitted (95% CI) | agrees, numbers written by `fmt`."""
+    statement | how | predicted | fitted (95% CI) | detectable | verdict, numbers written by `fmt`.
+
+    detectable: the smallest deviation from the prediction the test detects with 80% power. verdict: yes,
+    **no** (a disagreement that survives Holm's correction for the chapter's number of laws), "no, not
+    after Holm" (one that a family of this many true laws could show by chance), or "not resolved" (the
+    interval is too wide to confirm the law, or also holds its rival)."""
     import pandas as pd
 
     from ..stats import laws as _laws
@@ -77,12 +82,18 @@ def laws_table(laws, digits: int = 3):
     missing = [c for c in _laws.COLUMNS if c not in laws.columns]
     if missing:
         raise ValueError(f"laws must have the columns of stats.table(); missing {', '.join(missing)}")
+
+    def verdict(r):
+        if r.verdict != "no":
+            return r.verdict
+        return "**no**" if r.p_holm < 0.05 else "no, not after Holm"
+
     rows = [{"statement": r.statement, "how": r.how, "predicted": fmt(r.predicted, digits),
              "fitted (95% CI)": fmt_ci(r.fitted, r.lo, r.hi, digits)
                                 + (f" (tol {fmt(r.tol, digits)})" if pd.notna(r.tol) else ""),
-             "agrees": "yes" if bool(r.agrees) else "**no**"} for r in laws.itertuples()]
+             "detectable": fmt(r.detectable, 2), "verdict": verdict(r)} for r in laws.itertuples()]
     return markdown_table(pd.DataFrame.from_records(
-        rows, columns=["statement", "how", "predicted", "fitted (95% CI)", "agrees"]), index=False)
+        rows, columns=["statement", "how", "predicted", "fitted (95% CI)", "detectable", "verdict"]), index=False)
 
 
 def _version(module: str) -> str:

@@ -1,6 +1,7 @@
 """A chapter's study in one object: its sizes per profile, its named sweeps, what it computes once."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,16 @@ class Chapter:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def law(self, name: str, profile, laws: dict, rival: Callable):
+        """The law `name` of the chapter in `profile`, computed once per process: `laws[name](profile)` (a
+        stats.Law) with its `rival` attached (rival(name, profile): the value of its statistic under a named
+        wrong theory), so that its verdict knows whether the interval can tell the two apart."""
+        if name not in laws:
+            raise ValueError(f"name must be one of {', '.join(laws)}; got {name!r}")
+        profile = get_profile(profile)
+        return self.memo(("law", name, profile.name),
+                         lambda: dataclasses.replace(laws[name](profile), rival=float(rival(name, profile))))
 
     def specs(self, profile: str | Profile | None = None) -> dict[str, SweepSpec]:
         """Every named sweep of the chapter in `profile`."""

@@ -32,11 +32,12 @@ class SweepResult:
 
     def __init__(self, experiment: str, params: list[str], grid: list[str], metrics: list[str],
                  configs: list[dict], results: list[dict], points: list[int], cached: int = 0,
-                 batches: int = 0):
+                 batches: int = 0, ranges=None):
         self.experiment = experiment
         self.params = params  # every declared parameter, in declaration order
         self.grid = grid  # the parameters varied by the grid, in grid order
         self.metrics = metrics
+        self.ranges = dict(ranges or {})  # metric -> (low, high): its intervals stay inside (mean_ci's bounds)
         self.configs = configs  # resolved configurations (with "seed"), in row order
         self.points = points  # grid-point index of each row
         self.cached = cached  # batches read from the cache
@@ -54,8 +55,9 @@ class SweepResult:
 
         count is the number of rows pooled (the repeats, unless `by` pools several grid points).
         With `by`, rows that agree on those columns are pooled (whatever else differs), in order
-        of first appearance. lo and hi bound the Student-t `level` interval of the mean; with one
-        row per group there is no error estimate and lo = hi = mean.
+        of first appearance. lo and hi bound the Student-t `level` interval of the mean, inside the
+        metric's range (the experiment's `ranges`: logit scale for a bounded metric, see `mean_ci`); with
+        one row per group there is no error estimate and lo = hi = mean.
         """
         if by is None:
             keys, columns = self.points, list(self.params)
@@ -75,7 +77,8 @@ class SweepResult:
         for members in groups.values():
             first = self.configs[members[0]]
             row = {col: first[col] for col in columns}
-            row.update(_intervals({m: self.rows[m].to_numpy()[members] for m in self.metrics}, level))
+            row.update(_intervals({m: self.rows[m].to_numpy()[members] for m in self.metrics}, level,
+                                   self.ranges))
             row["count"] = len(members)
             out.append(row)
         stat_cols = [f"{m}_{s}" for m in self.metrics for s in ("mean", "lo", "hi")]
@@ -85,20 +88,18 @@ class SweepResult:
         """The CLI's JSON record of a one-point sweep: experiment, params, metrics (mean, ci95, values).
 
         With one repeat, ci95 is [mean, mean]: a single run carries no estimate of its error.
-        `ranges` (metric -> (lo, hi)) clips each interval to its metric's range: a t-interval of few
-        repeats may otherwise reach a negative MSE or an accuracy above 1.
+        `ranges` (metric -> (lo, hi); by default the experiment's) keeps each interval inside its metric's
+        range (`mean_ci`'s bounds): a raw t-interval of few repeats may reach a negative MSE or an accuracy
+        above 1.
         """
-        ranges = {} if ranges is None else ranges
+        ranges = self.ranges if ranges is None else ranges
         if len(set(self.points)) != 1:
             raise ValueError(f"record needs a one-point grid; this sweep has {len(set(self.points))} points")
         first = self.configs[0]
         metrics = {}
         for m in self.metrics:
             values = [float(v) for v in self.rows[m]]
-            mean, lo, hi = mean_ci(values)
-            if m in ranges:
-                low, high = ranges[m]
-                lo, hi = min(max(lo, low), high), max(min(hi, high), low)
+            mean, lo, hi = mean_ci(values, bounds=ranges.get(m))
             metrics[m] = {"mean": mean, "ci95": [lo, hi], "values": values}
         return {"experiment": self.experiment,
                 "params": {p: _cache.plain(first[p]) for p in self.params},
@@ -167,7 +168,7 @@ def run(experiment: Experiment, grid: Mapping, repeats: int, seed: int = 0, *, f
         if bar is not None:
             bar.close()
     return SweepResult(experiment.name, names, list(grid), list(experiment.metrics), configs, results,
-                       points, cached=hits, batches=len(batches))
+                       points, cached=hits, batches=len(batches), ranges=experiment.ranges)
 
 
 def _check_grid(grid, names: list[str]) -> dict:

@@ -9,8 +9,14 @@ from scipy import stats
 from .. import validate
 
 
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval (lo, hi) of `values`; one value gives [mean, mean]."""
+def mean_ci(values, level: float = 0.95, bounds=None) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval (lo, hi) of `values`; one value gives [mean, mean].
+
+    `bounds` = (low, high), the range of the metric: with both ends finite (an accuracy, a fraction) the
+    t-interval is built on the logit scale of (mean - low)/(high - low) and mapped back (the delta method),
+    so it stays inside the range and is asymmetric near an end; with one end infinite (an MSE, a norm) the
+    t-interval is clipped to the range. A mean at an end of the range has no spread: [mean, mean].
+    """
     level = validate.fraction("level", level)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
@@ -19,11 +25,35 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
         raise ValueError("values must hold at least one number, got none")
     if not np.all(np.isfinite(x)):
         raise ValueError("values must be finite, got a NaN or infinity")
+    low, high = _bounds(bounds)
+    if np.any(x < low) or np.any(x > high):
+        raise ValueError(f"values must lie in bounds [{low}, {high}], got {x.min()} to {x.max()}")
     mean = float(x.mean())
     if x.size == 1:  # one repeat: no estimate of the spread, so no interval
         return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return mean, mean - half, mean + half
+    t = float(stats.t.ppf(0.5 + level / 2, x.size - 1))
+    se = float(x.std(ddof=1) / math.sqrt(x.size))
+    if math.isfinite(low) and math.isfinite(high):
+        u = (mean - low) / (high - low)
+        if u <= 0.0 or u >= 1.0 or se == 0.0:
+            return mean, mean, mean
+        half = t * se / (high - low) / (u * (1 - u))  # d logit(u)/du = 1/(u(1-u))
+        centre = math.log(u / (1 - u))
+        lo_u, hi_u = (1 / (1 + math.exp(-(centre + s * half))) for s in (-1, 1))
+        return mean, low + (high - low) * lo_u, low + (high - low) * hi_u
+    return mean, max(mean - t * se, low), min(mean + t * se, high)
+
+
+def _bounds(bounds) -> tuple[float, float]:
+    if bounds is None:
+        return -math.inf, math.inf
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}") from None
+    if math.isnan(low) or math.isnan(high) or not low < high:
+        raise ValueError(f"bounds must be a pair (low, high) with low < high, got {bounds!r}")
+    return low, high
 
 
 def jackknife(rows, statistic, level: float = 0.95):

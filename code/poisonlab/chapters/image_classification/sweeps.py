@@ -97,8 +97,9 @@ def sweeps_of(model: str, profile=None) -> dict:
 
 
 def summarize(rows: pd.DataFrame, by, metrics) -> pd.DataFrame:
-    """stats.summarize as the chapter's tables show it: groups sorted, the rows pooled in column `n`."""
-    return stats.summarize(rows, by, metrics, sort=True, count="n")
+    """stats.summarize as the chapter's tables show it: groups sorted, the rows pooled in column `n`, intervals
+    inside each metric's range."""
+    return stats.summarize(rows, by, metrics, sort=True, count="n", ranges=EXPERIMENT.ranges)
 
 
 def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from ... import stats
-from ...lab.profile import get_profile
 from . import theory
 from .experiment import EXPERIMENT
 from .sweeps import (
@@ -32,9 +31,7 @@ def _ratio_to(metric_pred: str, result, x, where):
 
 def law(name: str, profile=None):
     """The law `name` of the chapter (see LAWS) as a stats.Law: prediction against measurement with a 95% CI."""
-    if name not in LAWS:
-        raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
-    return CHAPTER.memo(("law", name, get_profile(profile).name), lambda: LAWS[name](profile))
+    return CHAPTER.law(name, profile, LAWS, rival)
 
 
 def _unbiased(profile):

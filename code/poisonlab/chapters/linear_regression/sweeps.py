@@ -124,7 +124,7 @@ def summarize(result, by, where=None, **derived):
     rows = stats.rows_where(result, **(where or {})).copy()
     for name, f in derived.items():
         rows[name] = f(rows)
-    return stats.summarize(rows, by, [*result.metrics, *derived], count="repeats")
+    return stats.summarize(rows, by, [*result.metrics, *derived], count="repeats", ranges=EXPERIMENT.ranges)
 
 
 def _matrix(rows, x, y):

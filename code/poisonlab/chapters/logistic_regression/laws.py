@@ -10,7 +10,6 @@ import pandas as pd
 from scipy.stats import binom
 
 from ... import stats
-from ...lab.profile import get_profile
 from .sweeps import (
     ALPHA1, CHAPTER, _curve, _exponent, jackknife, _per_seed, _slope, _with_error
 )
@@ -211,10 +210,7 @@ LAWS = {
 
 def law(name: str, profile=None) -> stats.Law:
     """The law `name` of the chapter (see LAWS): prediction against measurement with a 95% CI."""
-    if name not in LAWS:
-        raise ValueError(f"name must be one of {', '.join(LAWS)}; got {name!r}")
-    profile = get_profile(profile)
-    return CHAPTER.memo(("law", name, profile.name), lambda: LAWS[name](profile))
+    return CHAPTER.law(name, profile, LAWS, rival)
 
 
 def _mean_chi(k):
