@@ -97,15 +97,48 @@ def _sweeps(z: Sizes) -> dict[str, SweepSpec]:
 CHAPTER = Chapter(EXPERIMENT, SIZES, _sweeps)
 
 
+def dimension_table(d_table, profile=None):
+    """Per input dimension d: what depends on d (the squared weight error, the clean-variance term
+    m a d/(N-d-2)) and what does not (the intercept's poisoning bias p mu), measured (mean [95% CI]) against
+    predicted, for exact least squares; and SGD's squared weight error over its prediction."""
+    import pandas as pd
+
+    from ... import book
+
+    out = []
+    for d in sorted(d_table["dim"].unique()):
+        row = {}
+        for solver in ("exact", "sgd"):
+            r = d_table[(d_table["dim"] == d) & (d_table["solver"] == solver)].iloc[0]
+            row[solver] = r
+        cfg = lambda solver: EXPERIMENT.resolve(**setting(profile, dim=int(d), solver=solver))
+        ex, sg = row["exact"], row["sgd"]
+        out.append({"d": int(d),
+                    "b̂ − b (exact)": book.fmt_ci(ex["intercept_bias_mean"], ex["intercept_bias_lo"], ex["intercept_bias_hi"]),
+                    "p μ_η": predicted("intercept_bias", cfg("exact")),
+                    "‖Ŵ − W‖² (exact)": book.fmt_ci(ex["w_sq_mean"], ex["w_sq_lo"], ex["w_sq_hi"]),
+                    "m a_N d/(N−d−2)": predicted("weight_error_sq", cfg("exact")),
+                    "SGD measured / predicted": book.fmt_ci(*(sg[f"w_sq_{k}"] / predicted("weight_error_sq", cfg("sgd"))
+                                                             for k in ("mean", "lo", "hi")))})
+    return pd.DataFrame(out)
+
+
 def dimension_facts(d_table, m_table, profile=None) -> dict:
-    """What the dimension section quotes from its two summaries: SGD's squared weight error at the largest d over
-    the prediction there (`sgd_over_predicted`), and the range of exact least squares' test MSE over m."""
-    d_max = int(d_table["dim"].max())
-    sgd = d_table[(d_table["dim"] == d_max) & (d_table["solver"] == "sgd")]["w_sq_mean"].item()
-    predicted_max = predicted("weight_error_sq", EXPERIMENT.resolve(**setting(profile, dim=d_max)))
+    """What the dimension section quotes from its two summaries: the range over d of exact least squares'
+    intercept bias (the poisoning bias, flat in d) and its weight error's growth; SGD's squared weight error
+    over its prediction at every d, and where it misses most (`d_worst`, `sgd_worst`, the ratio there); the
+    range of exact least squares' test MSE over m."""
+    exact = d_table[d_table["solver"] == "exact"].sort_values("dim")
+    sgd = d_table[d_table["solver"] == "sgd"].sort_values("dim")
+    ratios = np.array([r / predicted("weight_error_sq", EXPERIMENT.resolve(**setting(profile, dim=int(d))))
+                       for d, r in zip(sgd["dim"], sgd["w_sq_mean"])])
+    worst = int(np.argmax(np.abs(np.log(ratios))))
     mse = m_table[m_table["solver"] == "exact"]["test_mse_mean"]
-    return {"d_max": d_max, "sgd_over_predicted": sgd / predicted_max, "mse_min": float(mse.min()),
-            "mse_max": float(mse.max())}
+    return {"d_min": int(exact["dim"].min()), "d_max": int(exact["dim"].max()),
+            "bias_min": float(exact["intercept_bias_mean"].min()), "bias_max": float(exact["intercept_bias_mean"].max()),
+            "w_growth": float(exact["w_sq_mean"].iloc[-1] / exact["w_sq_mean"].iloc[0]),
+            "sgd_ratios": ratios, "d_worst": int(sgd["dim"].iloc[worst]), "sgd_worst": float(ratios[worst]),
+            "mse_min": float(mse.min()), "mse_max": float(mse.max())}
 
 
 def worst_exact(table) -> dict:
@@ -312,3 +345,16 @@ def ci_table(summary, by, metrics: dict):
         out[title] = [book.fmt_ci(m, lo, hi) for m, lo, hi in
                       zip(summary[f"{metric}_mean"], summary[f"{metric}_lo"], summary[f"{metric}_hi"])]
     return pd.DataFrame(out)
+
+
+def risk_ratio(result, hidden, alpha, level: float = 0.95):
+    """Mean excess risk of the MLP with widths `hidden` over the linear model's at `alpha`, with the
+    leave-one-seed-out jackknife interval (both models see the same seeds: the ratio is paired)."""
+    rows = stats.rows_where(result, alpha=alpha)
+    widths = rows["hidden"].map(lambda v: tuple(v))
+
+    def ratio(r):
+        w = widths.loc[r.index]
+        return float(r[w == tuple(hidden)]["excess_risk"].mean() / r[w == ()]["excess_risk"].mean())
+
+    return stats.jackknife(rows, ratio, level)

@@ -38,7 +38,7 @@ N, d, m = sp.symbols("N d m", positive=True)
 sigma = sp.symbols("sigma", positive=True)
 s, mu = sp.symbols(r"\sigma_\eta \mu_\eta", positive=True)
 p = sp.symbols("p", nonnegative=True)
-lr, B, T, h = sp.symbols(r"\gamma B T h", positive=True)
+lr, B, T, h = sp.symbols(r"\gamma B J h", positive=True)
 delta, tau = sp.symbols("delta tau", positive=True)
 c, nu, r = sp.symbols("c nu r", real=True)
 
