@@ -41,6 +41,7 @@ class Sizes:
     dimension_repeats: int
     outputs_repeats: int
     efficiency_repeats: int
+    huber_delta_repeats: int
 
 
 QUICK = Sizes(
@@ -71,6 +72,7 @@ QUICK = Sizes(
     dimension_repeats=8,
     outputs_repeats=8,
     efficiency_repeats=8,
+    huber_delta_repeats=8,
 )
 
 FULL = Sizes(
@@ -101,6 +103,7 @@ FULL = Sizes(
     dimension_repeats=100,
     outputs_repeats=100,
     efficiency_repeats=100,
+    huber_delta_repeats=80,
 )
 
 SIZES = {"quick": QUICK, "full": FULL}

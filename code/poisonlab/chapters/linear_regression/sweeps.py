@@ -90,7 +90,7 @@ def _sweeps(z: Sizes) -> dict[str, SweepSpec]:
     for name, (grid, changes) in _grids(z).items():
         fixed = {k: v for k, v in _setting(z, **changes).items() if k not in grid}
         # a sweep may have its own repeats (<name>_repeats): little data is cheap and heavy-tailed
-        out[name] = SweepSpec(grid, fixed, getattr(z, f"{name}_repeats", z.repeats))
+        out[name] = SweepSpec(grid, fixed, getattr(z, f"{name.replace('-', '_')}_repeats", z.repeats))
     return out
 
 
@@ -126,18 +126,21 @@ def dimension_table(d_table, profile=None):
 def dimension_facts(d_table, m_table, profile=None) -> dict:
     """What the dimension section quotes from its two summaries: the range over d of exact least squares'
     intercept bias (the poisoning bias, flat in d) and its weight error's growth; SGD's squared weight error
-    over its prediction at every d, and where it misses most (`d_worst`, `sgd_worst`, the ratio there); the
-    range of exact least squares' test MSE over m."""
+    over its prediction at every d, its smallest and largest (and where), and at how many d its 95% interval
+    holds 1; the range of exact least squares' test MSE over m."""
     exact = d_table[d_table["solver"] == "exact"].sort_values("dim")
     sgd = d_table[d_table["solver"] == "sgd"].sort_values("dim")
     ratios = np.array([r / predicted("weight_error_sq", EXPERIMENT.resolve(**setting(profile, dim=int(d))))
                        for d, r in zip(sgd["dim"], sgd["w_sq_mean"])])
-    worst = int(np.argmax(np.abs(np.log(ratios))))
+    pred = ratios / sgd["w_sq_mean"].to_numpy()  # 1 / prediction at each d
+    holds = int(np.sum((sgd["w_sq_lo"].to_numpy() * pred <= 1) & (1 <= sgd["w_sq_hi"].to_numpy() * pred)))
+    lo, hi = int(np.argmin(ratios)), int(np.argmax(ratios))
     mse = m_table[m_table["solver"] == "exact"]["test_mse_mean"]
     return {"d_min": int(exact["dim"].min()), "d_max": int(exact["dim"].max()),
             "bias_min": float(exact["intercept_bias_mean"].min()), "bias_max": float(exact["intercept_bias_mean"].max()),
             "w_growth": float(exact["w_sq_mean"].iloc[-1] / exact["w_sq_mean"].iloc[0]),
-            "sgd_ratios": ratios, "d_worst": int(sgd["dim"].iloc[worst]), "sgd_worst": float(ratios[worst]),
+            "sgd_ratios": ratios, "sgd_min": float(ratios[lo]), "d_sgd_min": int(sgd["dim"].iloc[lo]),
+            "sgd_max": float(ratios[hi]), "d_sgd_max": int(sgd["dim"].iloc[hi]), "sgd_holds_1": holds,
             "mse_min": float(mse.min()), "mse_max": float(mse.max())}
 
 
@@ -358,3 +361,16 @@ def risk_ratio(result, hidden, alpha, level: float = 0.95):
         return float(r[w == tuple(hidden)]["excess_risk"].mean() / r[w == ()]["excess_risk"].mean())
 
     return stats.jackknife(rows, ratio, level)
+
+
+def log_ticks(ax, values=None, axis: str = "x"):
+    """Plain tick labels on a log axis ("0.01", "32", not "3 x 10^0"), at `values` when given, and no minor
+    labels: matplotlib labels the minor ticks of a short log axis, and they overlap."""
+    from matplotlib import ticker
+
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    if values is not None:
+        which.set_major_locator(ticker.FixedLocator([float(v) for v in values]))
+    which.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    which.set_minor_formatter(ticker.NullFormatter())
+    return ax
