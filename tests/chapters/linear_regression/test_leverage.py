@@ -115,3 +115,56 @@ def test_one_moved_point_takes_the_lad_slope_at_the_predicted_leverage():
     L_star = theory.feature_breakdown_leverage(x[1:])
     assert leverage.captured(x, y, -0.4, 1.001 * L_star)
     assert not leverage.captured(x, y, -0.4, 0.99 * L_star)
+
+
+# ---------------------------------------------------------------- the chapter's small helpers
+
+def test_risk_ratio_is_a_paired_jackknife_of_the_mean_ratio():
+    import pandas as pd
+
+    from poisonlab.chapters.linear_regression import sweeps as lin
+
+    rng = np.random.default_rng(5)
+    seeds = np.arange(12)
+    linear = 1.0 + 0.1 * rng.standard_normal(12)
+    rows = pd.DataFrame({"seed": np.r_[seeds, seeds], "alpha": 0.3, "hidden": [()] * 12 + [(16,)] * 12,
+                         "excess_risk": np.r_[linear, 1.5 * linear]})
+    est, lo, hi, _ = lin.risk_ratio(rows, (16,), 0.3)
+    assert est == pytest.approx(1.5) and lo == pytest.approx(1.5) and hi == pytest.approx(1.5)  # exactly paired
+    with pytest.raises(ValueError, match="where"):
+        lin.risk_ratio(rows.drop(columns="alpha"), (16,), 0.3)
+
+
+def test_log_ticks_writes_plain_labels_at_the_given_values():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from poisonlab.chapters.linear_regression import sweeps as lin
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 32], [1, 2])
+    ax.set_xscale("log")
+    lin.log_ticks(ax, [1, 2, 4, 32])
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "32"]
+    assert all(t.get_text() == "" for t in ax.xaxis.get_minorticklabels())
+    plt.close(fig)
+
+
+def test_verdict_words_follow_the_verdict():
+    from poisonlab import stats
+    from poisonlab.chapters.linear_regression import laws
+
+    assert laws.verdict_words(stats.Law("x", 1.0, 1.0, 0.99, 1.01)) == "agrees"
+    assert laws.verdict_words(stats.Law("x", 1.0, 1.0, 0.5, 1.5)) == "is not resolved"
+    assert laws.verdict_words(stats.Law("x", 1.0, 2.0, 1.9, 2.1)) == "disagrees"
+
+
+def test_agreement_counts_repeats_where_the_fits_and_the_sample_condition_agree():
+    import pandas as pd
+
+    rows = pd.DataFrame({"seed": [0, 0, 1, 1], "placement": "leverage", "fit": ["l1", "huber"] * 2,
+                         "breakdown": [0.25, 0.25, 0.24, 0.23], "sample_prediction": [0.25, 0.25, 0.2, 0.2]})
+    assert leverage.agreement(rows) == {"repeats": 2, "same": 1, "sample": 1}

@@ -675,7 +675,7 @@ def huber_minimax_equation() -> dict:
     tails beyond, (1 - eps) phi(k) e^{-k(|z| - k)}; its total mass 1 ties k to eps:
     2 phi(k)/k - 2 Phi(-k) = eps / (1 - eps)."""
     z = sp.symbols("z", real=True)
-    k = sp.symbols("k", positive=True)
+    k = sp.symbols(r"\delta", positive=True)  # the threshold in units of sigma (sigma = 1)
     eps = sp.symbols(r"\varepsilon", positive=True)
     phi = lambda v: sp.exp(-v**2 / 2) / sp.sqrt(2 * sp.pi)
     centre = sp.integrate(phi(z), (z, -k, k))
