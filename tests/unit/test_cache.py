@@ -300,3 +300,28 @@ def test_key_covers_scipy_sklearn_and_the_data_folder(monkeypatch, tmp_path):
     for package in ("scipy", "scikit-learn", "torch", "numpy"):
         monkeypatch.setattr(cache, "_version", lambda p, package=package: "0.0" if p == package else real(p))
         assert cache.key("e", configs, ["m"]) != k, package
+
+
+def test_tensors_are_computed_once_then_read_and_a_bad_file_is_a_miss(folder):
+    import torch
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"w": torch.arange(6.0).reshape(2, 3), "steps": torch.tensor([3, 4])}
+
+    configs = [{"a": 1.0, "seed": 0}]
+    first = cache.tensors("trained", configs, compute)
+    again = cache.tensors("trained", configs, compute)
+    assert len(calls) == 1 and torch.equal(first["w"], again["w"]) and torch.equal(again["steps"], first["steps"])
+    cache.tensors("trained", [{"a": 2.0, "seed": 0}], compute)  # another configuration: another entry
+    assert len(calls) == 2
+    file = cache.path("trained", configs, [cache.TENSORS]).with_suffix(".pt")
+    file.write_bytes(file.read_bytes()[:20])  # truncated: recomputed, never an error
+    assert torch.equal(cache.tensors("trained", configs, compute)["w"], first["w"]) and len(calls) == 3
+    cache.tensors("trained", configs, compute, cache=False)
+    assert len(calls) == 4
+    with pytest.raises(ValueError, match="compute must return"):
+        cache.tensors("trained", [{"a": 3.0}], lambda: {"w": [1, 2]})
+    assert cache.clear("trained") == 2

@@ -201,3 +201,19 @@ def test_saved_paths_show_nothing_at_the_end_of_a_cell():
     paths = plots.SavedPaths(["figures/x/a.pdf"])
     assert paths == ["figures/x/a.pdf"]
     assert DisplayFormatter().format(paths) == ({}, {})
+
+
+def test_save_refuses_a_log_axis_under_a_decade_and_overlapping_tick_labels(project):
+    fig, ax = plots.figure()
+    ax.plot([1, 5], [1, 2])
+    ax.set_xscale("log")
+    with pytest.raises(ValueError, match="figure short-log: the x axis of panel 1 is logarithmic over less than a decade"):
+        plots.save(fig, "short-log")
+    ax.set_xlim(1, 100)  # two decades: fine
+    plots.save(fig, "long-log")
+    fig, axes = plots.figure(ncols=2)
+    axes[1].plot([0, 1], [0, 1])
+    axes[1].set_xticks(np.linspace(0, 1, 40), [f"label {i}" for i in range(40)])
+    with pytest.raises(ValueError, match="tick labels 'label 0' and 'label 1' of the x axis of panel 2 overlap"):
+        plots.save(fig, "crowded")
+    assert not (project / "figures" / "demo" / "crowded.png").exists()  # nothing written

@@ -79,6 +79,28 @@ class SavedPaths(list):
         pass
 
 
+def check_figure(fig, name: str = "figure") -> None:
+    """Refuse a figure a reader would misread: a logarithmic axis over less than a decade (its ticks then say
+    little and its curvature misleads), or tick labels drawn over one another. A ValueError naming the
+    figure, the panel and the axis."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    for i, ax in enumerate(fig.axes, start=1):
+        for which, axis, lim in (("x", ax.xaxis, ax.get_xlim()), ("y", ax.yaxis, ax.get_ylim())):
+            if axis.get_scale() == "log":
+                lo, hi = sorted(lim)
+                if lo > 0 and hi / lo < 10:
+                    raise ValueError(f"figure {name}: the {which} axis of panel {i} is logarithmic over less than a "
+                                     f"decade ({lo:.3g} to {hi:.3g}); use a linear axis")
+            labels = [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text().strip()]
+            boxes = [t.get_window_extent(renderer).padded(-0.5) for t in labels]
+            for a in range(len(boxes)):
+                for b in range(a + 1, len(boxes)):
+                    if boxes[a].overlaps(boxes[b]):
+                        raise ValueError(f"figure {name}: tick labels {labels[a].get_text()!r} and "
+                                         f"{labels[b].get_text()!r} of the {which} axis of panel {i} overlap")
+
+
 def save(fig, name: str) -> SavedPaths:
     """Write `fig` to figures/<chapter>/<name>.pdf and .png (chapter from `book.setup`); the paths."""
     if not isinstance(name, str) or not NAME.match(name):
@@ -86,6 +108,7 @@ def save(fig, name: str) -> SavedPaths:
     chapter = book.chapter()
     if chapter is None:
         raise ValueError("chapter: call book.setup(<chapter>) before saving figures")
+    check_figure(fig, name)
     folder = project_root() / "figures" / chapter
     folder.mkdir(parents=True, exist_ok=True)
     paths = SavedPaths()

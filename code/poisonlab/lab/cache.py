@@ -1,4 +1,5 @@
-"""The on-disk result cache of the sweep runner: one JSON file per batch of configurations.
+"""The on-disk result cache of the sweep runner: one JSON file per batch of configurations (and, for the
+trained models that several studies reuse, one .pt file of tensors per batch: `tensors`).
 
 A batch (the configurations passed to one `experiment.fn` call) is keyed by the experiment name,
 its full list of resolved configurations (seeds included), the declared metric names, a hash of
@@ -173,6 +174,41 @@ def store(name: str, configs: list[dict], metrics, results: list[dict]) -> Path 
     return file
 
 
+TENSORS = "<tensors>"  # the metric list of a tensor entry's key: it can never clash with a batch of metrics
+
+
+def tensors(name: str, configs: list[dict], compute, *, cache: bool = True) -> dict:
+    """The tensors (name -> Tensor, e.g. the state dicts of trained models) that `compute()` returns for the
+    batch `configs` of experiment `name`: read from the cache when a file of the same key holds them, else
+    computed and stored (torch.save, atomically). Keyed as a batch of metrics is (configurations, package
+    source, library versions, data folder), so that a re-render reuses trained models and an edit of the code
+    retrains them. A file that cannot be read back as finite tensors is a miss."""
+    import io
+
+    import torch
+
+    file = path(name, configs, [TENSORS]).with_suffix(".pt")
+    if cache:
+        try:
+            found = torch.load(file, map_location="cpu", weights_only=True)
+            if (isinstance(found, dict) and found and all(isinstance(v, torch.Tensor) for v in found.values())
+                    and all(bool(torch.isfinite(v).all()) for v in found.values() if v.is_floating_point())):
+                return found
+        except Exception:  # missing, truncated, or of another layout: recompute
+            pass
+    out = compute()
+    if not isinstance(out, dict) or not out or not all(isinstance(v, torch.Tensor) for v in out.values()):
+        raise ValueError("compute must return a non-empty dict of name -> Tensor")
+    if cache:
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu().contiguous() for k, v in out.items()}, buffer)
+        try:
+            atomic_write(file, buffer.getvalue())
+        except OSError as e:
+            warnings.warn(f"poisonlab cache: could not write {file}: {e}", RuntimeWarning, stacklevel=2)
+    return out
+
+
 def clear(name: str | None = None) -> int:
     """Delete the cached results of experiment `name` (all experiments if None); the number of files removed."""
     root = cache_dir()
@@ -180,7 +216,7 @@ def clear(name: str | None = None) -> int:
         [p for p in root.glob("*") if p.is_dir()]
     removed = 0
     for folder in folders:
-        for file in folder.glob("*.json"):
+        for file in [*folder.glob("*.json"), *folder.glob("*.pt")]:
             with contextlib.suppress(OSError):
                 file.unlink()
                 removed += 1

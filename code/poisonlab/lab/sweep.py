@@ -8,6 +8,7 @@ Configurations that agree on every `batch=False` parameter are trained together 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache as _cache
+from . import executor as _executor
 from .. import validate
 from ..stats.intervals import mean_ci
 from ..stats.summary import _intervals
@@ -107,8 +109,14 @@ class SweepResult:
 
 
 def run(experiment: Experiment, grid: Mapping, repeats: int, seed: int = 0, *, fixed=None,
-        cache: bool = True, progress: bool = True) -> SweepResult:
-    """Every combination of `grid` (param -> values) x `repeats` seeds (seed + r) of `experiment`."""
+        cache: bool = True, progress: bool = True, executor: str | None = None,
+        workers: int | None = None) -> SweepResult:
+    """Every combination of `grid` (param -> values) x `repeats` seeds (seed + r) of `experiment`.
+
+    `executor` ("local" or "dask"; default POISONLAB_EXECUTOR, else "local") says where the batches that
+    the cache does not hold are trained, `workers` how many processes a local Dask cluster starts (see
+    `lab.executor`); the table is the same either way.
+    """
     if not isinstance(experiment, Experiment):
         raise ValueError(f"experiment must be an Experiment, got {type(experiment).__name__}")
     repeats = validate.positive_int("repeats", repeats)
@@ -129,6 +137,9 @@ def run(experiment: Experiment, grid: Mapping, repeats: int, seed: int = 0, *, f
             raise ValueError("fixed must not set seed: repeat r uses seed + r (pass seed=)")
         if k in grid:
             raise ValueError(f"fixed and grid both set {k!r}: give it in one of them")
+    executor = _executor.resolve(executor)
+    if executor == "dask":
+        workers = _executor.workers(workers)
 
     # Resolve everything first: a bad value anywhere fails before any training.
     configs, points = [], []
@@ -149,17 +160,26 @@ def run(experiment: Experiment, grid: Mapping, repeats: int, seed: int = 0, *, f
 
     results: list = [None] * len(configs)
     hits = 0
-    bar = _progress(len(batches), experiment.name, progress)
+    bar = _progress(len(batches), experiment.name, progress, "batch" if executor == "local" else "task")
     try:
+        todo = []  # the batches the cache does not hold
         for members in batches.values():
             group = [dict(configs[i]) for i in members]  # copies: fn may not alter our configs
             metrics = _cache.load(experiment.name, group, experiment.metrics) if cache else None
             if metrics is None:
-                metrics = _call(experiment, group)
-                if cache:
-                    _cache.store(experiment.name, group, experiment.metrics, metrics)
-            else:
-                hits += 1
+                todo.append((members, group))
+                continue
+            hits += 1
+            for i, m in zip(members, metrics):
+                results[i] = m
+            if bar is not None:
+                bar.update(1)
+        # each result is stored as it arrives: an interrupted sweep resumes from the batches it finished
+        call = functools.partial(_call, experiment)
+        for k, metrics in _executor.as_completed(call, [g for _, g in todo], executor, workers):
+            members, group = todo[k]
+            if cache:
+                _cache.store(experiment.name, group, experiment.metrics, metrics)
             for i, m in zip(members, metrics):
                 results[i] = m
             if bar is not None:
@@ -219,15 +239,15 @@ def _call(experiment: Experiment, group: list[dict]) -> list[dict]:
     return results
 
 
-def _progress(total: int, name: str, progress: bool):
-    """A tqdm bar over batches, or None: off with progress=False, TQDM_DISABLE, or a non-terminal stderr."""
+def _progress(total: int, name: str, progress: bool, unit: str = "batch"):
+    """A tqdm bar over batches (or a cluster's tasks), or None: off with progress=False, TQDM_DISABLE, or a non-terminal stderr."""
     if not progress or os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no"):
         return None
     from tqdm import tqdm
 
     # disable=None: tqdm stays silent when stderr is not a terminal (notebooks being rendered, logs);
     # delay: short sweeps never draw a bar; leave=False: a finished bar leaves no trace.
-    return tqdm(total=total, desc=name, unit="batch", disable=None, delay=2.0, leave=False, file=sys.stderr)
+    return tqdm(total=total, desc=name, unit=unit, disable=None, delay=2.0, leave=False, file=sys.stderr)
 
 
 def _python(v):

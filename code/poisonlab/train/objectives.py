@@ -5,7 +5,9 @@ An objective is any callable `objective(forward, params, buffers, Xb, Yb) -> (K,
 Xb, Yb are the minibatch (K, B, ...), (K, B, m) for regression and bce, (K, B) class indices for ce.
 The trainers minimise the mean over B (or aggregate per-example gradients, see aggregate.py).
 ERM with the usual losses is the default. FGSM is a small adversarial objective: the loss at inputs
-moved by eps times the sign of the input gradient (eps may change between epochs: a schedule).
+moved by eps times the sign of the input gradient (eps may change between epochs: a schedule); PGD
+(Madry et al.'s adversarial training) the loss at the end of projected steps inside the L_inf ball;
+Tempered the base objective on the outputs divided by a temperature T (training at temperature).
 Objectives used with a robust aggregator are differentiated per example by torch.func (vmap, grad):
 they must then be written in torch.func-compatible operations (no torch.autograd.grad inside).
 """
@@ -17,7 +19,7 @@ from torch import Tensor
 from .. import validate
 from . import losses
 
-__all__ = ["ERM", "FGSM"]
+__all__ = ["ERM", "FGSM", "PGD", "Tempered"]
 
 
 class ERM:
@@ -78,6 +80,53 @@ class FGSM:
 
     def __repr__(self):
         return f"FGSM(eps={self.eps}, base={self.base!r})"
+
+
+class PGD:
+    """Adversarial training (Madry et al. 2018): the loss at the point that `steps` projected sign-gradient
+    steps of size `step_size` reach inside the L_inf ball of radius eps around each input, clipped to `box`
+    (the order of attacks.evasion.pgd: step, project, clip). The start is the input itself (no random start:
+    the same seed, the same models). The point is a constant for the outer gradient, as in FGSM.
+    """
+
+    def __init__(self, eps: float, steps: int, step_size: float | None = None, base=None, box=(0.0, 1.0)):
+        self.eps = validate.non_negative("eps", eps)
+        self.steps = validate.positive_int("steps", steps)
+        self.step_size = (2.5 * self.eps / self.steps if step_size is None  # Madry et al.'s choice
+                          else validate.positive("step_size", step_size))
+        self.base = ERM() if base is None else base
+        self.box = box
+
+    def __call__(self, forward, params, buffers, Xb, Yb):
+        X0 = Xb.detach()
+        X = X0
+        for _ in range(self.steps):
+            X = X.detach().requires_grad_(True)
+            inner = self.base(forward, params, buffers, X, Yb).sum()  # models and examples are independent
+            (g,) = torch.autograd.grad(inner, X)
+            X = X.detach() + self.step_size * g.sign()
+            X = torch.minimum(torch.maximum(X, X0 - self.eps), X0 + self.eps)
+            if self.box is not None:
+                X = X.clamp(*self.box)
+        return self.base(forward, params, buffers, X.detach(), Yb)
+
+    def __repr__(self):
+        return f"PGD(eps={self.eps}, steps={self.steps}, step_size={self.step_size}, base={self.base!r})"
+
+
+class Tempered:
+    """The base objective on the models' outputs divided by T: training at temperature T (T > 1 softens the
+    softmax during training; at test time the logits are used as they are, i.e. at T = 1)."""
+
+    def __init__(self, T: float, base=None):
+        self.T = validate.positive("T", T)
+        self.base = ERM("ce") if base is None else base
+
+    def __call__(self, forward, params, buffers, Xb, Yb):
+        return self.base(lambda p, b, x: forward(p, b, x) / self.T, params, buffers, Xb, Yb)
+
+    def __repr__(self):
+        return f"Tempered(T={self.T}, base={self.base!r})"
 
 
 def _groups(names, like: Tensor):
