@@ -374,3 +374,12 @@ def log_ticks(ax, values=None, axis: str = "x"):
     which.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     which.set_minor_formatter(ticker.NullFormatter())
     return ax
+
+
+def plain_logs(fig):
+    """`log_ticks` on every logarithmic axis of `fig` (no fixed tick positions); returns the figure."""
+    for ax in fig.axes:
+        for axis in ("x", "y"):
+            if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
+                log_ticks(ax, axis=axis)
+    return fig
