@@ -195,7 +195,8 @@ def slope_summary(profile=None) -> pd.DataFrame:
     rows = slope_errors(profile).copy()
     rows["abs_slope_error"] = rows["slope_error"].abs()
     rows["poison"] = [f"{_FIT_NAMES[f]}, {_PLACEMENT_NAMES[p]}" for f, p in zip(rows["fit"], rows["placement"])]
-    return stats.summarize(rows, ["poison", "alpha"], ["abs_slope_error"], count="repeats")
+    return stats.summarize(rows, ["poison", "alpha"], ["abs_slope_error"], count="repeats",
+                           ranges={"abs_slope_error": (0.0, np.inf)})
 
 
 def feature_summary(profile=None) -> pd.DataFrame:

@@ -160,7 +160,9 @@ def summarize(result, by, where=None, **derived):
     rows = stats.rows_where(result, **(where or {})).copy()
     for name, f in derived.items():
         rows[name] = f(rows)
-    return stats.summarize(rows, by, [*result.metrics, *derived], count="repeats", ranges=EXPERIMENT.ranges)
+    # a derived column that is never negative (a squared error) keeps its interval at or above 0
+    ranges = {**EXPERIMENT.ranges, **{n: (0.0, math.inf) for n in derived if bool((rows[n] >= 0).all())}}
+    return stats.summarize(rows, by, [*result.metrics, *derived], count="repeats", ranges=ranges)
 
 
 def _matrix(rows, x, y):
