@@ -652,7 +652,7 @@ def feature_breakdown_leverage(x_rest) -> float:
 def median_max_bias() -> dict:
     """Max bias of the median over eps-contaminated N(0, 1): the worst contamination sits at +oo, so the
     median b solves (1 - eps) Phi(b) = 1/2, b(eps) = Phi^-1(1 / (2 (1 - eps))), infinite at eps = 1/2."""
-    eps, b = sp.symbols(r"\varepsilon b", positive=True)
+    eps, b = sp.symbols("p b", positive=True)  # the chapter's p (Huber's epsilon)
     equation = (1 - eps) * _Phi(b) - sp.Rational(1, 2)
     solution = sp.solve(sp.Eq(equation, 0), b)[0]
     return {"epsilon": eps, "b": b, "equation": equation, "bias": sp.simplify(solution),
@@ -676,7 +676,7 @@ def huber_minimax_equation() -> dict:
     2 phi(k)/k - 2 Phi(-k) = eps / (1 - eps)."""
     z = sp.symbols("z", real=True)
     k = sp.symbols(r"\delta", positive=True)  # the threshold in units of sigma (sigma = 1)
-    eps = sp.symbols(r"\varepsilon", positive=True)
+    eps = sp.symbols("p", positive=True)  # the chapter's p (Huber's epsilon)
     phi = lambda v: sp.exp(-v**2 / 2) / sp.sqrt(2 * sp.pi)
     centre = sp.integrate(phi(z), (z, -k, k))
     tails = 2 * sp.integrate(phi(k) * sp.exp(-k * (z - k)), (z, k, sp.oo))
