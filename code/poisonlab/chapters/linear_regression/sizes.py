@@ -42,6 +42,7 @@ class Sizes:
     outputs_repeats: int
     efficiency_repeats: int
     huber_delta_repeats: int
+    training_repeats: int
 
 
 QUICK = Sizes(
@@ -73,6 +74,7 @@ QUICK = Sizes(
     outputs_repeats=8,
     efficiency_repeats=8,
     huber_delta_repeats=8,
+    training_repeats=8,
 )
 
 FULL = Sizes(
@@ -104,6 +106,7 @@ FULL = Sizes(
     outputs_repeats=100,
     efficiency_repeats=100,
     huber_delta_repeats=80,
+    training_repeats=60,
 )
 
 SIZES = {"quick": QUICK, "full": FULL}
