@@ -227,8 +227,8 @@ def _feature(profile):
     rows = leverage.feature_breakdowns(profile)
     est = stats.jackknife(rows, lambda r: float(r["ratio"].mean()))
     # the bisection stops within BISECTION (relative) above the capture leverage: a computed tolerance
-    return _law("feature poison: one point at L ≥ L* = med + Σ|x_i − med| takes the LAD slope", 1.0, est,
-                "mean capture leverage / L* over repeats (bisection on L; jackknife)", tol=leverage.BISECTION)
+    return _law("feature poison: one point at x_P ≥ x_P* = med + Σ|x_i − med| takes the LAD slope", 1.0, est,
+                "mean capturing position / x_P* over repeats (bisection on x_P; jackknife)", tol=leverage.BISECTION)
 
 
 LAWS = {
@@ -349,7 +349,7 @@ def rival(name: str, profile=None) -> float:
         return 0.5
     if name == "random-breakdown":  # random points breaking as early as the highest-leverage ones
         return theory.leverage_breakdown_fraction()
-    if name == "feature-breakdown":  # LAD resisting one point only as much as least squares: L ~ sqrt(sum x^2)
+    if name == "feature-breakdown":  # LAD resisting one point only as much as least squares: x_P ~ sqrt(sum x^2)
         from . import leverage
 
         return float(leverage.feature_breakdowns(profile)["ls_scale"].mean())
