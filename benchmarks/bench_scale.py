@@ -5,11 +5,14 @@ README's estimate of how a sweep spreads over many workers.
 
     python benchmarks/bench_scale.py                        # linear's "little" sweep, 2 workers
     python benchmarks/bench_scale.py --chapter linear --sweep dimension --workers 2
+    python benchmarks/bench_scale.py --chapter images --grid '{"model": ["linear", "mlp"], "defense": ["none",
+        "loss-filter", "knn-filter"]}' --repeats 10      # a sweep of one's own over the chapter's experiment
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import tempfile
@@ -26,17 +29,24 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", default="little", help="one of its named sweeps (default: little)")
     parser.add_argument("--profile", default="full", choices=("quick", "full"))
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default: 2)")
+    parser.add_argument("--grid", default=None, help="a grid of one's own (JSON) instead of the named sweep")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of --grid's sweep (default: 5)")
     args = parser.parse_args(argv)
 
     from dask import distributed
 
     from poisonlab.lab import executor, experiment, sweep
+    from poisonlab.lab.chapter import SweepSpec
 
     package = experiment.chapters()[args.chapter]
     chapter = importlib.import_module(f"{package}.sweeps").CHAPTER
-    spec = chapter.spec(args.sweep, args.profile)
+    if args.grid is None:
+        spec = chapter.spec(args.sweep, args.profile)
+    else:
+        spec = SweepSpec(grid=json.loads(args.grid), repeats=args.repeats)
     exp = chapter.experiment
-    print(f"# {args.chapter}/{args.sweep} ({args.profile}): {spec.runs} runs; python "
+    what = args.sweep if args.grid is None else f"grid {args.grid}"
+    print(f"# {args.chapter}/{what} ({args.profile}): {spec.runs} runs; python "
           f"{platform.python_version()}, {os.cpu_count()} CPU cores, {args.workers} single-threaded workers")
 
     with tempfile.TemporaryDirectory(prefix="poisonlab-bench-") as cold:

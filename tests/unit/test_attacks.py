@@ -140,16 +140,16 @@ def test_flip_binary_margin_errors(binary):
         attacks.flip_binary(binary, 0.1, how="boundary", margin=-1.0, seed=0)
 
 
-def test_flip_binary_max_loss_picks_the_top_scores(binary):
+def test_flip_binary_most_confident_picks_the_top_scores(binary):
     scores = torch.randn(binary.n_train, generator=torch.Generator().manual_seed(0))
-    p = attacks.flip_binary(binary, 0.1, how="max-loss", scores=scores, seed=0)
+    p = attacks.flip_binary(binary, 0.1, how="most-confident", scores=scores, seed=0)
     mask = check_mask(binary, p, 0.1)
     top = set(torch.topk(scores, round(0.1 * binary.n_train)).indices.tolist())
     assert set(mask.nonzero().flatten().tolist()) == top
     with pytest.raises(ValueError, match="scores"):
-        attacks.flip_binary(binary, 0.1, how="max-loss", seed=0)
+        attacks.flip_binary(binary, 0.1, how="most-confident", seed=0)
     with pytest.raises(ValueError, match="scores"):
-        attacks.flip_binary(binary, 0.1, how="max-loss", scores=scores[:5], seed=0)
+        attacks.flip_binary(binary, 0.1, how="most-confident", scores=scores[:5], seed=0)
 
 
 def test_flip_binary_seeds_and_bad_input(binary):
@@ -199,10 +199,10 @@ def test_flip_multiclass_pair(multi):
         attacks.flip_multiclass(multi, 0.9, how="pair", pair=(0, 4), seed=0)
 
 
-def test_flip_multiclass_max_loss(multi):
+def test_flip_multiclass_least_confident(multi):
     n = multi.n_train
     probs = torch.softmax(torch.randn(n, 5, generator=torch.Generator().manual_seed(1)), dim=1)
-    p = attacks.flip_multiclass(multi, 0.1, how="max-loss", probs=probs, seed=0)
+    p = attacks.flip_multiclass(multi, 0.1, how="least-confident", probs=probs, seed=0)
     mask = check_mask(multi, p, 0.1)
     loss = -torch.log(probs[torch.arange(n), multi.y_train])
     assert set(mask.nonzero().flatten().tolist()) == set(torch.topk(loss, round(0.1 * n)).indices.tolist())
@@ -211,12 +211,12 @@ def test_flip_multiclass_max_loss(multi):
     assert torch.equal(p.y_train[mask], wrong.argmax(1)[mask])
     # smallest confidence = largest -confidence, given as scores
     conf = probs.max(1).values
-    q = attacks.flip_multiclass(multi, 0.1, how="max-loss", probs=probs, scores=-conf, seed=0)
+    q = attacks.flip_multiclass(multi, 0.1, how="least-confident", probs=probs, scores=-conf, seed=0)
     assert set(q.mask.nonzero().flatten().tolist()) == set(torch.topk(-conf, round(0.1 * n)).indices.tolist())
     with pytest.raises(ValueError, match="probs"):
-        attacks.flip_multiclass(multi, 0.1, how="max-loss", seed=0)
+        attacks.flip_multiclass(multi, 0.1, how="least-confident", seed=0)
     with pytest.raises(ValueError, match="probs"):
-        attacks.flip_multiclass(multi, 0.1, how="max-loss", probs=probs[:, :3], seed=0)
+        attacks.flip_multiclass(multi, 0.1, how="least-confident", probs=probs[:, :3], seed=0)
 
 
 def test_flip_multiclass_seeds_and_bad_input(multi):

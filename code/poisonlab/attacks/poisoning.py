@@ -16,10 +16,13 @@ from .. import validate
 from ..data import Dataset, generator
 
 __all__ = ["gaussian_labels", "flip_binary", "flip_multiclass", "poison_count", "boundary_distance",
-           "BINARY_FLIPS", "MULTICLASS_FLIPS"]
+           "BINARY_FLIPS", "MULTICLASS_FLIPS", "CONFIDENCE_FLIPS"]
 
-BINARY_FLIPS = ("random", "boundary", "one-sided", "max-loss")
-MULTICLASS_FLIPS = ("random", "target-class", "pair", "max-loss")
+BINARY_FLIPS = ("random", "boundary", "one-sided", "most-confident")
+# named for what they select: "least-confident" (largest loss under the label: the points the reference model
+# is least sure of) and "most-confident" (the points it is surest of; for K = 2 the binary "most-confident")
+MULTICLASS_FLIPS = ("random", "target-class", "pair", "least-confident", "most-confident")
+CONFIDENCE_FLIPS = ("least-confident", "most-confident")  # the flips that need `probs`
 
 
 def poison_count(alpha, n) -> int:
@@ -49,7 +52,7 @@ def _pick(candidates: Tensor, k: int, g: torch.Generator) -> Tensor:
 
 def _scores(name: str, scores, n: int) -> Tensor:
     if scores is None:
-        raise ValueError(f"{name} must be given for how='max-loss' (one score per training point)")
+        raise ValueError(f"{name} must be given for how='most-confident' (one score per training point)")
     s = torch.as_tensor(scores).detach().reshape(-1).to(torch.float64)
     if s.shape[0] != n:
         raise ValueError(f"{name} must have one entry per training point ({n}), got {s.shape[0]}")
@@ -119,8 +122,8 @@ def flip_binary(ds: Dataset, alpha, *, how="random", margin=None, side=None, sco
 
     "random": uniformly among all points. "boundary": at random among points with
     |w.x + b| / |w| < margin (both sides). "one-sided": the same, only points with y == side
-    (side in {0, 1}; default 1). "max-loss": the points of largest `scores` (e.g. the loss under a
-    reference model). The hyperplane is the true one (ds.params "w", "b") unless w, b are given.
+    (side in {0, 1}; default 1). "most-confident": the points of largest `scores` (the loss their
+    flipped label has under a reference model: the points it is surest of). The hyperplane is the true one (ds.params "w", "b") unless w, b are given.
     """
     _check_dataset(ds)
     alpha = validate.fraction("alpha", alpha)
@@ -133,12 +136,12 @@ def flip_binary(ds: Dataset, alpha, *, how="random", margin=None, side=None, sco
         raise ValueError(f"margin is only used with how='boundary' or 'one-sided', got how={how!r}")
     if side is not None and how != "one-sided":
         raise ValueError(f"side is only used with how='one-sided', got how={how!r}")
-    if scores is not None and how != "max-loss":
-        raise ValueError(f"scores is only used with how='max-loss', got how={how!r}")
+    if scores is not None and how != "most-confident":
+        raise ValueError(f"scores is only used with how='most-confident', got how={how!r}")
     g = generator(seed)
     if how == "random":
         idx = torch.randperm(n, generator=g)[:k]
-    elif how == "max-loss":
+    elif how == "most-confident":
         idx = _top(_scores("scores", scores, n), k)
     else:
         if margin is None:
@@ -190,10 +193,12 @@ def flip_multiclass(ds: Dataset, alpha, *, how="random", num_classes=None, targe
 
     "random": each chosen point gets a uniformly chosen other class. "target-class": points not of
     class `target`, at random, all relabelled `target`. "pair" (pair=(a, b)): points of class a or b,
-    at random, a <-> b. "max-loss": the points of largest `scores` (default: -log probs[y], the
-    cross-entropy under the reference model whose class probabilities are `probs` (n, K)), each
-    relabelled to its most likely wrong class under `probs`; for the points of smallest confidence
-    pass scores = -probs.max(1).values.
+    at random, a <-> b. "least-confident": the points of largest `scores`
+    (default: -log probs[y], the cross-entropy under the reference model whose class probabilities are
+    `probs` (n, K): the points it is least sure of), each relabelled to its most likely wrong class under
+    `probs`; for the points of smallest confidence pass scores = -probs.max(1).values.
+    "most-confident": the opposite choice, the points of smallest -log probs[y] (largest `scores` when
+    given), relabelled the same way: for K = 2 the points the model is surest of, flipped.
     K = num_classes, else len(ds.classes), else 1 + the largest label in the data set.
     """
     _check_dataset(ds)
@@ -214,9 +219,9 @@ def flip_multiclass(ds: Dataset, alpha, *, how="random", num_classes=None, targe
     if int(y_long.min()) < 0 or int(y_long.max()) >= K:
         raise ValueError(f"ds.y_train labels must lie in 0..{K - 1} (num_classes = {K})")
     for name, value, used in (("target", target, "target-class"), ("pair", pair, "pair"),
-                              ("scores", scores, "max-loss"), ("probs", probs, "max-loss")):
-        if value is not None and how != used:
-            raise ValueError(f"{name} is only used with how={used!r}, got how={how!r}")
+                              ("scores", scores, CONFIDENCE_FLIPS), ("probs", probs, CONFIDENCE_FLIPS)):
+        if value is not None and how not in (used if isinstance(used, tuple) else (used,)):
+            raise ValueError(f"{name} is only used with how in {used!r}, got how={how!r}")
     k = round(alpha * n)
     g = generator(seed)
     y_new = y_long.clone()
@@ -243,14 +248,16 @@ def flip_multiclass(ds: Dataset, alpha, *, how="random", num_classes=None, targe
         y_new[idx] = torch.where(y_long[idx] == a, b_, a)
     else:
         if probs is None:
-            raise ValueError("probs must be given for how='max-loss' (class probabilities (n, K) of a reference model)")
+            raise ValueError(f"probs must be given for how={how!r} (class probabilities (n, K) of a reference model)")
         P = torch.as_tensor(probs).detach().to(torch.float64)
         if P.shape != (n, K):
             raise ValueError(f"probs must have shape (n, K) = ({n}, {K}), got {tuple(P.shape)}")
         if not torch.isfinite(P).all() or (P < 0).any():
             raise ValueError("probs must be finite and >= 0")
         p_true = P.gather(1, y_long[:, None]).squeeze(1)
-        s = -torch.log(p_true) if scores is None else _scores("scores", scores, n)
+        # most-confident ranks by -loss = log p_true: its largest scores are the points of smallest loss
+        default = torch.log(p_true) if how == "most-confident" else -torch.log(p_true)
+        s = default if scores is None else _scores("scores", scores, n)
         if not torch.isfinite(s).all():
             raise ValueError("probs must be > 0 at the true labels when scores are not given (the loss is infinite)")
         idx = _top(s, k)

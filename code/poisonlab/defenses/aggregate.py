@@ -1,7 +1,9 @@
 """Aggregators: how a minibatch's per-example gradients (K, B, ...) become one step (K, ...) per model.
 
 Mean is the usual minibatch gradient (the trainers then differentiate the mean loss directly, never
-forming per-example gradients). Median and TrimmedMean are coordinate-wise robust aggregates.
+forming per-example gradients). Median and TrimmedMean are coordinate-wise robust aggregates of the per-example gradients; WorkerMedian
+is Yin et al. (2018)'s setting: the minibatch is split among workers, each reports the mean gradient of its
+share, and the coordinate-wise median of those means is the step.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from torch import Tensor
 
 from .. import validate
 
-__all__ = ["Aggregator", "Mean", "Median", "TrimmedMean", "AGGREGATES", "resolve"]
+__all__ = ["Aggregator", "Mean", "Median", "TrimmedMean", "WorkerMedian", "AGGREGATES", "resolve"]
 
 AGGREGATES = ("mean", "median", "trimmed-mean")
 
@@ -59,6 +61,31 @@ class TrimmedMean(Aggregator):
 
     def __repr__(self):
         return f"TrimmedMean(trim={self.trim})"
+
+
+class WorkerMedian(Aggregator):
+    """Coordinate-wise median of the mean gradients of `workers` consecutive shares of the minibatch.
+
+    Yin et al. (2018)'s median-of-means setting: the B examples are split into `workers` shares of
+    sizes differing by at most one (torch.tensor_split; fewer shares when B < workers), each share's
+    mean gradient is one worker's report, and the step is their coordinate-wise median (the midpoint of
+    the two middle values for an even count). On clean data a median of means is a far less biased
+    estimate of the mean gradient than the median of single examples' gradients: each mean is nearly
+    Gaussian, hence symmetric. workers = 1 is the mean, workers = B the per-example Median.
+    """
+
+    def __init__(self, workers: int = 8):
+        self.workers = validate.positive_int("workers", workers)
+
+    def __call__(self, per_example):
+        shares = per_example.tensor_split(min(self.workers, per_example.shape[1]), dim=1)
+        means = per_example.new_empty((per_example.shape[0], len(shares), *per_example.shape[2:]))
+        for j, share in enumerate(shares):
+            means[:, j] = share.mean(1)
+        return _aggregate(means, "median", 0.0)
+
+    def __repr__(self):
+        return f"WorkerMedian(workers={self.workers})"
 
 
 def resolve(aggregate, trim) -> Aggregator:

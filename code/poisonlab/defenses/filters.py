@@ -10,7 +10,8 @@ from torch import Tensor
 
 from .. import validate
 
-__all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_masks", "discarded", "filter_dataset"]
+__all__ = ["loss_filter", "knn_filter", "knn_disagreement", "filter_masks", "discarded", "filter_dataset",
+           "centroid_scores"]
 
 
 def loss_filter(scores, fraction) -> Tensor:
@@ -58,6 +59,35 @@ def knn_disagreement(X, y, k=10, *, chunk=1024) -> Tensor:
         nb = torch.topk(D, k, dim=1, largest=False, sorted=False).indices
         out[rows] = (y[nb] != y[rows, None]).double().mean(1)
     return out
+
+
+def centroid_scores(X, y, how: str = "sphere") -> Tensor:
+    """The outlier scores of the sphere and slab defences (Steinhardt, Koh and Liang 2017), binary labels.
+
+    With mu_c the centroid of the points labelled c: "sphere" scores |x - mu_y|, the distance to the centroid
+    of the point's own label; "slab" scores |(x - mu_y) . (mu_1 - mu_0)| / |mu_1 - mu_0|, the distance along
+    the line joining the centroids. Points of largest score are the outliers (loss_filter(scores, drop)
+    drops them). X (n, ...) is flattened to rows; y holds labels 0 and 1, both present.
+    """
+    validate.choice("how", how, ("sphere", "slab"))
+    X = torch.as_tensor(X).detach()
+    y = torch.as_tensor(y).detach()
+    n = X.shape[0] if X.dim() else 0
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.shape != (n,):
+        raise ValueError(f"y must hold one label per row of X ({n}), got shape {tuple(y.shape)}")
+    if not bool(((y == 0) | (y == 1)).all()) or not bool((y == 0).any()) or not bool((y == 1).any()):
+        raise ValueError("y must hold binary labels 0 and 1, both present")
+    Z = X.reshape(n, -1).double()
+    if not torch.isfinite(Z).all():
+        raise ValueError("X must be finite")
+    mu = torch.stack([Z[y == 0].mean(0), Z[y == 1].mean(0)])
+    R = Z - mu[y.long()]
+    if how == "sphere":
+        return R.norm(dim=1)
+    u = mu[1] - mu[0]
+    return (R @ u).abs() / u.norm().clamp_min(1e-300)
 
 
 def knn_filter(X, y, k=10, threshold=0.5) -> Tensor:

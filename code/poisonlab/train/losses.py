@@ -126,3 +126,55 @@ def _class_target(pred: Tensor, target: Tensor) -> Tensor:
     if target.numel() and not (0 <= int(target.min()) and int(target.max()) < pred.shape[-1]):
         raise ValueError(f"target must hold class indices in [0, {pred.shape[-1] - 1}]")
     return target
+
+
+def unbiased_bce(pred: Tensor, target: Tensor, rho0, rho1=None) -> Tensor:
+    """Natarajan et al. (2013)'s unbiased estimator of the BCE under class-conditional label flips.
+
+    rho0 = P(flipped | true label 0), rho1 = P(flipped | true label 1) (default rho1 = rho0, symmetric
+    flips), rho0 + rho1 < 1. For an observed label y in {0, 1} and logit t,
+        l~(t, y) = [(1 - rho_{1-y}) l(t, y) - rho_y l(t, 1 - y)] / (1 - rho0 - rho1),
+    whose expectation over the flips is the clean loss l(t, y_clean): its empirical risk is an unbiased
+    estimate of the clean risk. Shapes as per_example("bce", ...): (..., n, m) -> (..., n); rho0, rho1
+    numbers or tensors broadcasting against pred.
+    """
+    rho1 = rho0 if rho1 is None else rho1
+    for name, rho in (("rho0", rho0), ("rho1", rho1)):
+        r = torch.as_tensor(rho, dtype=torch.float64)
+        if not bool(torch.all(torch.isfinite(r) & (r >= 0) & (r < 1))):
+            raise ValueError(f"{name} must be in [0, 1) (every entry), got {rho!r}")
+    if not bool(torch.all(torch.as_tensor(rho0, dtype=torch.float64) + torch.as_tensor(rho1, dtype=torch.float64)
+                          < 1)):
+        raise ValueError(f"rho0 + rho1 must be < 1 (the flipped labels must still carry information), "
+                         f"got rho0 = {rho0!r}, rho1 = {rho1!r}")
+    target = _checked("bce", pred, target, 1.0)
+    return _unbiased_bce(pred, target, rho0, rho1)
+
+
+def _unbiased_bce(pred: Tensor, target: Tensor, rho0, rho1) -> Tensor:
+    """unbiased_bce without the checks (target already in pred's shape)."""
+    loss_y = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    loss_other = F.binary_cross_entropy_with_logits(pred, 1 - target, reduction="none")
+    rho_y = target * rho1 + (1 - target) * rho0          # the flip rate of the class the label names
+    rho_other = target * rho0 + (1 - target) * rho1
+    elementwise = ((1 - rho_other) * loss_y - rho_y * loss_other) / (1 - rho0 - rho1)
+    return elementwise.mean(-1) if pred.dim() >= 2 else elementwise
+
+
+def forward_corrected_ce(logits: Tensor, target: Tensor, C) -> Tensor:
+    """Patrini et al.'s forward-corrected cross-entropy per example, -log (softmax(logits) C)_target: the model's
+    clean posterior pushed through the flip matrix C (C[i, j] = P(noisy label j | clean label i), rows summing
+    to 1; their T) before it meets the noisy label. Logits (..., n, K), target (..., n) -> (..., n); differentiable."""
+    if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
+        raise ValueError("logits must be a floating-point tensor")
+    target = _class_target(logits, target)
+    K = logits.shape[-1]
+    C = torch.as_tensor(C, dtype=logits.dtype)
+    if C.shape != (K, K):
+        raise ValueError(f"C must be a ({K}, {K}) matrix for {K} classes, got shape {tuple(C.shape)}")
+    if not bool(torch.all(torch.isfinite(C))) or bool((C < 0).any()) or \
+            not torch.allclose(C.sum(1), torch.ones(K, dtype=C.dtype), atol=1e-6):
+        raise ValueError("C must be finite, >= 0, and each row must sum to 1 (a row-stochastic flip matrix)")
+    # log(softmax(z) C) computed as logsumexp(log_softmax(z) + log C) for stability (log 0 = -inf is fine)
+    log_noisy = torch.logsumexp(torch.log_softmax(logits, -1).unsqueeze(-1) + torch.log(C), dim=-2)
+    return -log_noisy.gather(-1, target.unsqueeze(-1)).squeeze(-1)

@@ -45,11 +45,11 @@ def test_every_flag_is_offered(capsys):
 
 
 def test_same_flags_give_identical_json(capsys):
-    args = ("--alpha", "0.3", "--flip", "max-loss", "--seed", "5")
+    args = ("--alpha", "0.3", "--flip", "least-confident", "--seed", "5")
     first = run_json(capsys, *args)
     second = run_json(capsys, *args, "--no-cache")  # recomputed, not read back from the cache
     assert first == second
-    third = run_json(capsys, "--alpha", "0.3", "--flip", "max-loss", "--seed", "6", "--no-cache")
+    third = run_json(capsys, "--alpha", "0.3", "--flip", "least-confident", "--seed", "6", "--no-cache")
     assert third["metrics"]["test_accuracy"]["values"] != first["metrics"]["test_accuracy"]["values"]
 
 
@@ -108,6 +108,7 @@ def test_save_data_writes_the_poisoned_set(capsys, tmp_path):
     (("--hidden", "8"), "--hidden"),                 # hidden layers need --model mlp or cnn
     (("--model", "cnn", "--hidden", "8"), "--hidden"),
     (("--flip", "everything"), "--flip"),
+    (("--flip", "max-loss"), "least-confident"),     # renamed: the error names both new attacks
     (("--defense", "median"), "--defense"),
     (("--drop", "0.1"), "--drop"),                   # a budget needs a filter
     (("--knn-threshold", "0.5"), "--knn-threshold"),

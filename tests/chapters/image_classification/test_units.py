@@ -224,7 +224,7 @@ def test_influence_is_the_derivative_of_the_refit(digits):
 
 def test_influence_study_rows(digits):
     df = img_studies.influence_study(seed=0, sizes=(1, 4), groups=3)
-    assert list(df.kind) == ["max-loss", "random", "random", "random"] * 2
+    assert list(df.kind) == ["least-confident", "most-confident", "random", "random", "random"] * 2
     assert set(df.m) == {1, 4}
     # single flips: the linearised parameters give the refit's loss change to a few per cent
     single = df[df.m == 1]
@@ -266,14 +266,15 @@ def test_target_class_and_pair_semantics():
     assert ((old == 3) & (new == 8) | (old == 8) & (new == 3)).all()
 
 
-def test_max_loss_flips_the_true_top_k_to_the_runner_up():
-    c = config(alpha=0.05, flip="max-loss")
+@pytest.mark.parametrize("flip", ["least-confident", "most-confident"])
+def test_confidence_flips_take_the_top_k_by_loss_to_the_runner_up(flip):
+    c = config(alpha=0.05, flip=flip)
     clean = img_exp.make_data(c)
     probs = img_pipe._reference_probs([c], [clean])[0]
     p = img_exp.poison(c, clean, probs)
     loss = -torch.log(probs[torch.arange(clean.n_train), clean.y_train])
     k = round(0.05 * clean.n_train)
-    top = set(torch.topk(loss, k).indices.tolist())
+    top = set(torch.topk(loss if flip == "least-confident" else -loss, k).indices.tolist())
     assert set(p.poisoned.nonzero().flatten().tolist()) == top
     wrong = probs.clone()
     wrong[torch.arange(clean.n_train), clean.y_train] = -1

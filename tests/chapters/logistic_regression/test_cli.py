@@ -68,8 +68,8 @@ def test_flags_change_the_result(capsys):
     ("--flip", "boundary", "--margin", "0.5"),
     ("--flip", "boundary",),
     ("--flip", "one-sided", "--side", "0", "--margin", "0.6"),
-    ("--flip", "max-loss", "--reference", "true"),
-    ("--flip", "max-loss",),
+    ("--flip", "most-confident", "--reference", "true"),
+    ("--flip", "most-confident",),
     ("--x-dist", "mixture", "--near", "0.3"),
     ("--x-dist", "gaussian", "--dim", "3", "--bias", "0.5", "--solver", "exact"),
     ("--defense", "loss-filter", "--drop", "0.1"),
@@ -121,7 +121,7 @@ def test_save_data_writes_the_first_repeat(capsys, tmp_path):
     (("--bias", "nan"), "--bias"),
     (("--flip", "nearest"), "--flip"),
     (("--margin", "0.2"), "--margin"),                                    # random flips take no margin
-    (("--flip", "max-loss", "--margin", "0.2"), "--margin"),
+    (("--flip", "most-confident", "--margin", "0.2"), "--margin"),
     (("--flip", "boundary", "--margin", "-1"), "--margin"),
     (("--flip", "boundary", "--margin", "0"), "--margin"),                # a margin that selects no point
     (("--flip", "boundary", "--alpha", "0.5", "--margin", "0.05"), "--alpha"),  # more flips than points within it
@@ -129,7 +129,7 @@ def test_save_data_writes_the_first_repeat(capsys, tmp_path):
     (("--flip", "one-sided", "--side", "2"), "--side"),
     (("--side", "1"), "--side"),
     (("--reference", "true"), "--reference"),
-    (("--reference", "oracle", "--flip", "max-loss"), "--reference"),
+    (("--reference", "oracle", "--flip", "most-confident"), "--reference"),
     (("--near", "0.2"), "--near"),
     (("--x-dist", "mixture", "--near", "0"), "--near"),
     (("--defense", "sanitize"), "--defense"),

@@ -25,12 +25,12 @@ def config(**changes):
 
 @pytest.mark.parametrize("flip, extra", [("random", {}), ("boundary", {}), ("boundary", {"margin": 0.5}),
                                          ("one-sided", {}), ("one-sided", {"side": 0, "margin": 0.6}),
-                                         ("max-loss", {"reference": "true"})])
+                                         ("most-confident", {"reference": "true"})])
 @pytest.mark.parametrize("alpha", [0.0, 0.05, 0.2])
 def test_exactly_round_alpha_n_labels_are_flipped(flip, extra, alpha):
     c = config(flip=flip, alpha=alpha, **extra)
     clean = L_exp.make_data(c)
-    scores = attacks.boundary_distance(clean).abs() if flip == "max-loss" else None
+    scores = attacks.boundary_distance(clean).abs() if flip == "most-confident" else None
     p, _ = L_exp.poison(c, clean, scores)
     changed = p.y_train != clean.y_train
     assert int(changed.sum()) == round(alpha * clean.n_train)
@@ -61,19 +61,19 @@ def test_auto_margin_flips_exactly_the_nearest_points():
         assert float(z[p.poisoned].max()) < margin < float(z[eligible & ~p.poisoned].min())
 
 
-def test_max_loss_with_the_true_reference_flips_the_farthest_points():
-    c = config(flip="max-loss", reference="true", alpha=0.1)
+def test_most_confident_with_the_true_reference_flips_the_farthest_points():
+    c = config(flip="most-confident", reference="true", alpha=0.1)
     clean = L_exp.make_data(c)
     p, _ = L_exp.poison(c, clean, attacks.boundary_distance(clean).abs())
     z = attacks.boundary_distance(clean).abs()
     assert float(z[p.poisoned].min()) >= float(z[~p.poisoned].max())
 
 
-def test_max_loss_with_the_clean_model_flips_the_points_it_is_surest_of():
-    c = config(flip="max-loss", alpha=0.1)
+def test_most_confident_with_the_clean_model_flips_the_points_it_is_surest_of():
+    c = config(flip="most-confident", alpha=0.1)
     clean = L_exp.make_data(c)
     ref = L_exp.fit_models([c], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
-    p, _ = L_exp.poison(c, clean, L_exp._scores_max_loss(ref, 0, clean, c))
+    p, _ = L_exp.poison(c, clean, L_exp._scores_most_confident(ref, 0, clean, c))
     margin = (2 * clean.y_train - 1) * ref.logit[0](clean.X_train)  # the clean model's signed confidence
     assert float(margin[p.poisoned].min()) >= float(margin[~p.poisoned].max())
 
@@ -138,7 +138,7 @@ def test_knn_rates_match_the_filter():
     assert r["far_fraction"] == pytest.approx(1.0)
     assert r["flipped_far"] == pytest.approx(r["flipped"])
     with pytest.raises(ValueError, match="reference"):
-        L_studies.knn_rates({"flip": "max-loss", "alpha": 0.1, "defense": "knn-filter"}, far=0.5)
+        L_studies.knn_rates({"flip": "most-confident", "alpha": 0.1, "defense": "knn-filter"}, far=0.5)
 
 
 # ------------------------------------------------------------------ metrics and reproducibility

@@ -62,7 +62,7 @@ def test_norm_equation_pieces():
 
 
 def test_reversal_thresholds():
-    ml = T.max_loss_reversal()
+    ml = T.most_confident_reversal()
     assert float(ml["t_star"]) == pytest.approx(math.sqrt(2 * math.log(2)))
     assert ml["value"] == pytest.approx(special.erfc(math.sqrt(math.log(2))), rel=1e-12)
     br = T.boundary_reversal()
@@ -114,7 +114,7 @@ def test_population_fit_reproduces_the_one_dimensional_norm():
 
 def test_population_reversals_match_the_closed_forms():
     G = T.gaussian_mixture_of(2)
-    assert T.population_reversal("max-loss", G, W1) == pytest.approx(T.reversal_alpha("max-loss"), abs=1e-5)
+    assert T.population_reversal("most-confident", G, W1) == pytest.approx(T.reversal_alpha("most-confident"), abs=1e-5)
     assert T.population_reversal("boundary", G, W1, margin=1.5) == pytest.approx(T.reversal_alpha("boundary", 1.5),
                                                                                    abs=1e-5)
     assert math.isinf(T.population_reversal("boundary", G, W1, margin=0.8))  # below sqrt(2 log 2): never
@@ -122,7 +122,7 @@ def test_population_reversals_match_the_closed_forms():
 
 
 def test_population_risk_gradient_matches_finite_differences(mixture):
-    prof = T.profile("max-loss", 0.25, mixture=mixture, w=W1)
+    prof = T.profile("most-confident", 0.25, mixture=mixture, w=W1)
     comps = T._Components(mixture, W1, 0.0)
     nodes = T._nodes(mixture, W1, 0.0, prof.breaks)
     q = prof(nodes[0])
@@ -155,7 +155,7 @@ def test_profiles():
     prof = T.profile("random", 0.2)
     np.testing.assert_allclose(prof(np.array([-1.0, 1.0])), [0.2, 0.8])
     G = T.gaussian_mixture_of(1)
-    ml = T.profile("max-loss", 0.3, mixture=G, w=[1.0])
+    ml = T.profile("most-confident", 0.3, mixture=G, w=[1.0])
     t = ml.breaks[-1]
     assert 2 * stats.norm.sf(t) == pytest.approx(0.3)  # the flipped tail holds alpha
     assert T.profile("random", 0.0).separable and T.profile("random", 1.0).separable

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ... import data
+from ... import attacks, data
 from .pipeline import SHAPES, _n_train, hidden_of
 
 MAX_BATCH = 256  # most training sets stacked in one call: 256 digit training sets, ~100 MB
@@ -38,7 +38,7 @@ def cost(config: dict, repeats: int):
     model = chunk * (4 * P * (6 + T) + 4 * 4 * B * act + 4 * 4096 * act)
     knn = knn_bytes(N, F) if config["defense"] == "knn-filter" else 0
     total = data_bytes + model + knn
-    passes = 1 + (config["defense"] == "loss-filter") + (config["flip"] == "max-loss")
+    passes = 1 + (config["defense"] == "loss-filter") + (config["flip"] in attacks.CONFIDENCE_FLIPS)
     steps = sgd_steps(config["epochs"], N, B)
     flops = passes * K * config["epochs"] * N * 3 * fwd + K * (2 * N * N * F if knn else 0)
     seconds = run_seconds(flops, passes * math.ceil(K / chunk) * steps, "generic")

@@ -3,12 +3,13 @@
 One configuration: an image data set (data.train_test; the default is scikit-learn's 8x8 digits with a
 random 80/20 split drawn from the repeat's seed; MNIST and Fashion-MNIST keep their official
 60,000/10,000 split), a fraction alpha of the training labels relabelled (attacks.flip_multiclass:
-random other class, one target class, a class pair a <-> b, or the points of largest loss under a clean
-reference model, each moved to its most likely wrong class), an optional filter defence, and a
+random other class, one target class, a class pair a <-> b, or, under a clean reference model, the
+points it is least sure of (least-confident: largest loss under their own label) or surest of
+(most-confident: smallest loss), each moved to its most likely wrong class), an optional filter defence, and a
 classifier without final activation trained with the cross-entropy loss by minibatch SGD
 (train.train_batched): softmax regression ("linear"), an MLP or a small CNN.
 
-The max-loss attacker's reference model is the same architecture, trained with the same settings and
+The confidence attackers' reference model is the same architecture, trained with the same settings and
 seed on the clean training set (a white-box attacker). Defences: "loss-filter" drops the fraction
 `drop` of training points of largest loss under a preliminary model trained on the poisoned data;
 "knn-filter" the fraction `drop` whose label disagrees most with their `knn_k` nearest neighbours (or,
@@ -46,7 +47,9 @@ from .pipeline import (
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "FLIPS", "MODELS", "DEFENSES", "HIDDEN", "seeds_of",
            "make_data", "hidden_of", "poison", "fit", "run_detailed", "Outcome", "save_data"]
 
-FLIPS = attacks.MULTICLASS_FLIPS  # random, target-class, pair, max-loss
+# the chapter's attacks; "max-loss" (this chapter's old name of least-confident, a name that meant the
+# opposite in chapter 2) is refused with the new names (_flip)
+FLIPS = ("random", "target-class", "pair", "least-confident", "most-confident")
 MODELS = ("linear", "mlp", "cnn")
 DEFENSES = ("none", "loss-filter", "knn-filter")
 METRICS = ("test_accuracy", "flipped_train_fit", "poisoned_fraction", "test_loss", "train_accuracy",
@@ -64,6 +67,16 @@ def _pair(name, value):
     if a == b:
         raise ValueError(f"{name} must name two different classes, got ({a}, {b})")
     return (a, b)
+
+
+def _flip(name, value):
+    if value == "max-loss":
+        raise ValueError(f"{name} max-loss was renamed: least-confident (the points of largest loss under their "
+                         f"own label, this chapter's old max-loss) or most-confident (the points the clean model "
+                         f"is surest of)")
+    if value not in FLIPS:
+        raise ValueError(f"{name} must be one of {', '.join(FLIPS)}; got {value!r}")
+    return value
 
 
 def _val_fraction(name, value):
@@ -89,8 +102,9 @@ PARAMS = (
           validate.optional(validate.widths), nargs="*", batch=False),
     Param("alpha", 0.1, float, "fraction of training labels flipped, in [0, 1]", validate.fraction),
     Param("flip", "random", str, "which labels change: random (to a uniformly chosen other class), "
-          "target-class (all to --target-class), pair (--pair A B swapped) or max-loss (largest loss under a "
-          "clean reference model, to its most likely wrong class)", choices=FLIPS),
+          "target-class (all to --target-class), pair (--pair A B swapped), least-confident (the points of "
+          "largest loss under a clean reference model) or most-confident (smallest loss), each to its most "
+          "likely wrong class", _flip),
     Param("target_class", 0, int, "target-class: the class every flipped label becomes", _class),
     Param("pair", (1, 7), int, "pair: the two classes A B whose labels are swapped", _pair, nargs=2),
     Param("defense", "none", str, "defence: none, loss-filter or knn-filter", choices=DEFENSES, batch=False),

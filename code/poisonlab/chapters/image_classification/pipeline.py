@@ -41,12 +41,13 @@ def hidden_of(config: dict) -> tuple:
 
 
 def poison(config: dict, clean, probs=None):
-    """The poisoned Dataset of one configuration (probs: the reference model's class probabilities, max-loss)."""
+    """The poisoned Dataset of one configuration (probs: the reference model's class probabilities, for the
+    confidence flips)."""
     alpha, how = config["alpha"], config["flip"]
     if attacks.poison_count(alpha, clean.n_train) == 0:
         return clean.replace(mask=clean.poisoned)
     kw = {"target": config["target_class"]} if how == "target-class" else \
-        {"pair": tuple(config["pair"])} if how == "pair" else {"probs": probs} if how == "max-loss" else {}
+        {"pair": tuple(config["pair"])} if how == "pair" else {"probs": probs} if how in attacks.CONFIDENCE_FLIPS else {}
     return attacks.flip_multiclass(clean, alpha, how=how, num_classes=len(clean.classes),
                                    seed=seeds_of(config["seed"])["attack"], **kw)
 
@@ -78,10 +79,10 @@ def _at_epoch(model, e: int):
 
 
 def _reference_probs(configs, cleans) -> list:
-    """Class probabilities (n_train, K) of the clean reference model of each max-loss configuration."""
+    """Class probabilities (n_train, K) of the clean reference model of each confidence-flip configuration."""
     out = [None] * len(configs)
     need = [k for k, c in enumerate(configs)
-            if c["flip"] == "max-loss" and attacks.poison_count(c["alpha"], cleans[k].n_train) > 0]
+            if c["flip"] in attacks.CONFIDENCE_FLIPS and attacks.poison_count(c["alpha"], cleans[k].n_train) > 0]
     unique: dict = {}
     for k in need:  # configurations with one seed and learning rate share one reference model
         unique.setdefault((configs[k]["seed"], float(configs[k]["lr"])), []).append(k)

@@ -153,7 +153,8 @@ def _test_loss(theta, X_test, y_test) -> torch.Tensor:
 def influence_study(seed: int = 0, sizes=(7, 14, 28), groups: int = 10, l2: float = 1e-2, **params) -> pd.DataFrame:
     """Flip groups of training labels of an exactly fitted softmax regression: linearised vs exact refit.
 
-    For each group size m: the "max-loss" group (the m points of largest clean loss, each to its most
+    For each group size m: the "least-confident" group (the m points of largest clean loss, each to its most
+    likely wrong class), the "most-confident" group (the m points of smallest clean loss, each to its most
     likely wrong class) and `groups` random groups (m random points, each to a random other class).
     The influence function moves theta by -H^-1 (sum of the flips' gradient changes)/n (first order,
     H the clean Hessian); "predicted" is the test loss / accuracy at those linearised parameters,
@@ -179,10 +180,11 @@ def influence_study(seed: int = 0, sizes=(7, 14, 28), groups: int = 10, l2: floa
     g = torch.Generator().manual_seed(seeds_of(int(seed))["attack"])
     sets, rows = [], []
     for m in sizes:
-        y_ml = y.clone()
-        y_ml[order[:m]] = runner_up[order[:m]]
-        sets.append(y_ml)
-        rows.append({"kind": "max-loss", "m": m})
+        for kind, chosen in (("least-confident", order[:m]), ("most-confident", order[n - m:])):
+            y_c = y.clone()
+            y_c[chosen] = runner_up[chosen]
+            sets.append(y_c)
+            rows.append({"kind": kind, "m": m})
         for _ in range(groups):
             idx = torch.randperm(n, generator=g)[:m]
             y_r = y.clone()

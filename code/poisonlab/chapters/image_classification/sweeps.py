@@ -40,19 +40,21 @@ def pair_alphas(fractions, seeds, pair=(1, 7), **params) -> list:
 
 
 def _attack_specs(model: str, S, seed: int = 0) -> dict[str, SweepSpec]:
-    """The four attacks' alpha sweeps of one model with the chapter's sizes S: flip -> SweepSpec."""
+    """The attacks' alpha sweeps of one model with the chapter's sizes S (S.attacks[model]): flip -> SweepSpec."""
     R = S.sweep_repeats[model]
     stride = S.alpha_stride[model]
     fixed = {"model": model, "epochs": S.epochs[model], "batch_size": S.batch_size[model]}
     seeds = range(seed, seed + R)
-    grids = {"random": S.random_alphas, "max-loss": S.maxloss_alphas, "target-class": S.target_alphas,
-             "pair": pair_alphas(S.pair_fractions, seeds)}
+    grids = {"random": S.random_alphas, "target-class": S.target_alphas, "pair": pair_alphas(S.pair_fractions, seeds),
+             "least-confident": S.confidence_alphas, "most-confident": S.confidence_alphas}
     # thinning keeps the points the chapter reads: no flips, the random-flip threshold, alpha = 1 and
-    # the small alpha at which random and max-loss flips are compared per label
-    keep = {"random": {0.0, theory.threshold(10), 1.0, S.damage_alpha}, "max-loss": {0.0, S.damage_alpha}}
+    # the small alpha at which random and confidence flips are compared per label
+    keep = {"random": {0.0, theory.threshold(10), 1.0, S.damage_alpha},
+            "least-confident": {0.0, S.damage_alpha}, "most-confident": {0.0, S.damage_alpha}}
     grids = {flip: [a for i, a in enumerate(alphas) if i % stride == 0 or a in keep.get(flip, {0.0})]
              for flip, alphas in grids.items()}
-    return {flip: SweepSpec({"alpha": alphas}, {**fixed, "flip": flip}, R, seed) for flip, alphas in grids.items()}
+    return {flip: SweepSpec({"alpha": alphas}, {**fixed, "flip": flip}, R, seed) for flip, alphas in grids.items()
+            if flip in S.attacks[model]}
 
 
 def _defense_specs(S, seed: int = 0) -> dict[tuple, SweepSpec]:
@@ -86,7 +88,7 @@ def _run(spec: SweepSpec, cache: bool):
 
 
 def attack_sweeps(model: str, S, seed: int = 0, cache: bool = True) -> dict:
-    """The four attacks' alpha sweeps of one model with the chapter's sizes S: flip -> SweepResult."""
+    """The attacks' alpha sweeps of one model with the chapter's sizes S (S.attacks[model]): flip -> SweepResult."""
     return {flip: _run(spec, cache) for flip, spec in _attack_specs(model, S, seed).items()}
 
 
@@ -96,10 +98,17 @@ def sweeps_of(model: str, profile=None) -> dict:
     return CHAPTER.memo(("attacks", model, profile.name), lambda: attack_sweeps(model, CHAPTER.sizes(profile)))
 
 
+# the metrics' ranges: the experiment's, and the fractions and accuracies the chapter's studies derive from them
+_UNIT = (0.0, 1.0)
+RANGES = {**EXPERIMENT.ranges, **{m: _UNIT for m in (
+    "final_accuracy", "es_accuracy", "oracle_accuracy", "final_fit", "es_fit", "discard_clean", "catch_flipped",
+    "discard_clean_pred", "catch_flipped_pred")}}
+
+
 def summarize(rows: pd.DataFrame, by, metrics) -> pd.DataFrame:
     """stats.summarize as the chapter's tables show it: groups sorted, the rows pooled in column `n`, intervals
-    inside each metric's range."""
-    return stats.summarize(rows, by, metrics, sort=True, count="n", ranges=EXPERIMENT.ranges)
+    inside each metric's range (RANGES; accuracies and fractions on the logit scale)."""
+    return stats.summarize(rows, by, metrics, sort=True, count="n", ranges=RANGES)
 
 
 def damage_per_label(sweeps: dict, alpha: float) -> pd.DataFrame:
@@ -131,12 +140,12 @@ def defense_sweeps(S, seed: int = 0, cache: bool = True) -> pd.DataFrame:
 
 
 def at_alpha(rows: pd.DataFrame, alpha: float, metric: str = "test_accuracy") -> tuple:
-    """(mean, lo, hi) of a metric over the repeats at one alpha (95% t-interval)."""
-
+    """(mean, lo, hi) of a metric over the repeats at one alpha (95% t-interval, on the logit scale for a metric
+    in [0, 1])."""
     values = rows.loc[np.isclose(rows["alpha"], alpha), metric]
     if values.empty:
         raise ValueError(f"alpha = {alpha} was not measured; measured: {sorted(rows['alpha'].unique())}")
-    return stats.mean_ci(values)
+    return stats.mean_ci(values, bounds=RANGES.get(metric))
 
 
 def early_stopping_summary(curves: pd.DataFrame) -> pd.DataFrame:
@@ -165,3 +174,67 @@ def noisy_heldout_gap(curves: pd.DataFrame, K: int = 10) -> pd.DataFrame:
     c = c.assign(gap=c.val_accuracy - pred,
                  sd=theory.heldout_gap_sd(c.val_accuracy_clean.to_numpy(), c.val_flipped.to_numpy(), K, c.n_val.iloc[0]))
     return c.groupby("seed", as_index=False)[["gap", "sd"]].mean()
+
+
+def ci_table(summary: pd.DataFrame, keys: dict, metrics: dict, digits: int = 3) -> pd.DataFrame:
+    """A summary (columns m_mean, m_lo, m_hi per metric) as the page shows it: the `keys` columns renamed
+    (old -> new), each metric one column "mean [lo, hi]" named by `metrics` (old -> new), no index."""
+    from ...book import fmt_ci
+    out = pd.DataFrame({new: summary[old].to_numpy() for old, new in keys.items()})
+    for m, name in metrics.items():
+        out[f"{name} [95% CI]"] = [fmt_ci(a, b, c, digits) for a, b, c in
+                                   zip(summary[f"{m}_mean"], summary[f"{m}_lo"], summary[f"{m}_hi"])]
+    return out
+
+
+def confidence_gap(sweeps: dict) -> pd.DataFrame:
+    """Per alpha of the confidence sweeps: accuracy under least-confident minus most-confident flips, paired by
+    seed (same data, model seeds and reference model), mean with its 95% t-interval (columns gap_mean, gap_lo,
+    gap_hi, n)."""
+    least = sweeps["least-confident"].rows.set_index(["alpha", "seed"]).test_accuracy
+    most = sweeps["most-confident"].rows.set_index(["alpha", "seed"]).test_accuracy
+    both = least.index.intersection(most.index)
+    gap = (least.loc[both] - most.loc[both]).rename("gap").reset_index()
+    return summarize(gap, "alpha", "gap")
+
+
+def interval_of(summary: pd.DataFrame, key, metric: str) -> tuple:
+    """(mean, lo, hi) of `metric` in the row `key` of a summary indexed by its group."""
+    row = summary.loc[key]
+    return float(row[f"{metric}_mean"]), float(row[f"{metric}_lo"]), float(row[f"{metric}_hi"])
+
+
+def gap_at(gap: pd.DataFrame, alpha: float) -> tuple:
+    """(mean, lo, hi) of confidence_gap at `alpha`."""
+    return interval_of(gap.set_index("alpha"), gap.alpha[np.isclose(gap.alpha, alpha)].iloc[0], "gap")
+
+
+def smallest_alpha(gap: pd.DataFrame) -> float:
+    """The smallest alpha > 0 of confidence_gap."""
+    return float(gap.alpha[gap.alpha > 0].min())
+
+
+def first_alpha(gap: pd.DataFrame) -> float:
+    """The smallest alpha from which on most-confident flips cost more accuracy than least-confident ones at every
+    measured alpha below 1 (confidence_gap's interval above 0); ValueError if there is none."""
+    inner = gap[(gap.alpha > 0) & (gap.alpha < 1)].sort_values("alpha")
+    above = (inner.gap_lo > 0).to_numpy()
+    for i in range(len(above)):
+        if above[i:].all():
+            return float(inner.alpha.iloc[i])
+    raise ValueError("gap must show most-confident flips costing more at its largest alphas below 1; it does not")
+
+
+def worst_alpha(gap: pd.DataFrame) -> float:
+    """The alpha at which most-confident flips cost the most more than least-confident ones."""
+    return float(gap.alpha.iloc[int(gap.gap_mean.to_numpy().argmax())])
+
+
+def gain_fit(es: pd.DataFrame, param: str) -> tuple:
+    """(estimate, lo, hi) of the affine fit of early stopping's gain on alpha x (flipped fit memorised after the
+    chosen epoch) over the runs of early_stopping_summary, param "a" (intercept) or "b" (slope), with the
+    leave-one-seed-out jackknife 95% interval (the runs of one seed share its data split)."""
+    param = validate.choice("param", param, ("a", "b"))
+    est, lo, hi, _ = stats.jackknife(es, lambda r: stats.fit_affine(r.alpha * (r.final_fit - r.es_fit),
+                                                                    r.gain).params[param])
+    return est, lo, hi

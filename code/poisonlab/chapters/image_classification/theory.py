@@ -23,8 +23,9 @@ from ... import validate
 __all__ = [
     # derivations (sympy)
     "random_flip_posterior", "noisy_agreement", "target_class_posterior", "pair_posterior",
-    "softmax_flip_gradient", "influence_first_order",
+    "softmax_flip_gradient", "influence_first_order", "all_flipped_posterior",
     # numeric predictions
+    "bayes_all_flipped", "flip_matrix",
     "threshold", "chance", "signal", "noisy_posterior", "noisy_accuracy", "heldout_gap_sd", "target_threshold",
     "pair_threshold", "noisy_margin", "race_win", "random_flip_law", "two_class_law", "neighbours", "knn_filter_prediction",
     "softmax_hessian", "flip_influence",
@@ -57,6 +58,16 @@ def noisy_agreement() -> dict:
     noisy = (1 - alpha) * a + alpha / (K - 1) * (1 - a)
     return {"alpha": alpha, "a": a, "K": K, "noisy": noisy,
             "slope": sp.factor(sp.diff(noisy, a)), "intercept": sp.simplify(noisy.subs(a, 0))}
+
+
+def all_flipped_posterior() -> dict:
+    """Every label flipped (alpha = 1): p~_j = (1 - p_j)/(K - 1), decreasing in p_j, so the Bayes classifier of
+    the flipped labels predicts the clean *least* likely class, and its clean accuracy min_j p_j is at most
+    (1 - max_j p_j)/(K - 1): the smallest of the K - 1 other posteriors is at most their mean."""
+    rf = random_flip_posterior()
+    at_one = sp.factor(rf["noisy"].subs(rf["alpha"], 1))
+    return {"p": rf["p"], "K": rf["K"], "at_one": at_one, "slope": sp.diff(at_one, rf["p"]),
+            "bound": sp.Symbol("min_j p_j") <= (1 - sp.Symbol("max_j p_j")) / (rf["K"] - 1)}
 
 
 def target_class_posterior() -> dict:
@@ -174,6 +185,51 @@ def heldout_gap_sd(acc, alpha, K, n):
     var = (K / (K - 1)) ** 2 * acc * (1 - acc) * alpha * (1 - alpha) / n + (1 - acc) * alpha * q * (1 - q) / n
     out = np.sqrt(var)
     return float(out) if np.ndim(out) == 0 else out
+
+
+def bayes_all_flipped(posteriors) -> dict:
+    """The Bayes learner at alpha = 1 on a population of clean posteriors (n, K), each row a distribution:
+    its clean accuracy E[min_j p_j] (it predicts the least likely class), the clean Bayes accuracy
+    a0 = E[max_j p_j] and the bound (1 - a0)/(K - 1), which the accuracy never exceeds."""
+    P = np.asarray(posteriors, dtype=float)
+    if P.ndim != 2 or P.shape[1] < 2 or P.shape[0] < 1:
+        raise ValueError(f"posteriors must be an (n, K) array with K >= 2, got shape {P.shape}")
+    if not np.all(np.isfinite(P)) or (P < 0).any() or not np.allclose(P.sum(1), 1.0, atol=1e-9):
+        raise ValueError("posteriors must be finite, >= 0 and sum to 1 in every row")
+    K = P.shape[1]
+    a0 = float(P.max(1).mean())
+    return {"accuracy": float(P.min(1).mean()), "a0": a0, "bound": (1 - a0) / (K - 1)}
+
+
+def flip_matrix(flip: str, alpha, shares, target: int = 0, pair=(1, 7)) -> np.ndarray:
+    """C[i, j] = P(noisy label j | clean label i), the flip matrix of an attack that flips a fraction alpha of the training set,
+    from the class shares (K,): random (each label kept with 1 - alpha, else a uniform other class),
+    target-class (a fraction rho = alpha/(1 - pi_t) of every other class sent to t) or pair (a fraction
+    f = alpha/(pi_a + pi_b) of each of a and b swapped)."""
+    alpha = validate.fraction("alpha", alpha)
+    pi = np.asarray(shares, dtype=float)
+    if pi.ndim != 1 or pi.size < 2 or not np.all(np.isfinite(pi)) or (pi < 0).any() or abs(pi.sum() - 1) > 1e-9:
+        raise ValueError("shares must be K >= 2 class shares, >= 0, summing to 1")
+    K = pi.size
+    if flip == "random":
+        return (1 - alpha) * np.eye(K) + alpha / (K - 1) * (np.ones((K, K)) - np.eye(K))
+    T = np.eye(K)
+    if flip == "target-class":
+        rho = alpha / (1 - pi[target])
+        if rho > 1:
+            raise ValueError(f"alpha must be at most 1 - pi_t = {1 - pi[target]:.4g} for target-class flips")
+        for c in range(K):
+            if c != target:
+                T[c, c], T[c, target] = 1 - rho, rho
+        return T
+    if flip == "pair":
+        a, b = pair
+        f = alpha / (pi[a] + pi[b])
+        if f > 1:
+            raise ValueError(f"alpha must be at most pi_a + pi_b = {pi[a] + pi[b]:.4g} for pair flips")
+        T[a, a], T[a, b], T[b, b], T[b, a] = 1 - f, f, 1 - f, f
+        return T
+    raise ValueError(f"flip must be one of random, target-class, pair; got {flip!r}")
 
 
 def target_threshold(pi_t) -> float:

@@ -23,7 +23,7 @@ def cost(config: dict, repeats: int):
     model = 24 * P + 16 * B * sum(H) + 16 * max(n, EVAL_POINTS) * max((*H, 1))
     knn = knn_bytes(N, d) if config["defense"] == "knn-filter" else 0
     total = K * (arrays + model) + max(evaluate, knn)
-    passes = 1 + (config["defense"] == "loss-filter") + (config["continue_from_clean"] or config["flip"] == "max-loss")
+    passes = 1 + (config["defense"] == "loss-filter") + (config["continue_from_clean"] or config["flip"] == "most-confident")
     flops = K * (2 * N * N * d if config["defense"] == "knn-filter" else 0) + (K * 8 * d**3 if mixture else 0)
     if config["solver"] == "exact":
         flops += passes * K * 50 * (2 * N * (d + 1) ** 2 + (d + 1) ** 3)

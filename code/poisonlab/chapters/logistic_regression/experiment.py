@@ -4,18 +4,25 @@ One configuration: binary data y = 1{w.x + b > 0} with |w| = 1 (data.make_binary
 80/20 split; x uniform in [-1, 1]^d, Gaussian, or the default Gaussian mixture with two tight clusters
 at distance `near` from the boundary), a fraction alpha of the training labels flipped
 (attacks.flip_binary: random, near the boundary on both sides, near the boundary on one side, or the
-points of largest loss), an optional defence, and a logistic regression (or an MLP) fitted on what is
-left: SGD with the batched trainer, or the exact minimiser (Newton, solvers.logistic).
+points the clean model is most confident of), an optional defence, and a logistic regression (or an MLP)
+fitted on what is left: SGD with the batched trainer, or the exact minimiser (Newton, solvers.logistic).
 
-The max-loss attacker ranks the points by the loss their flipped label would have under a model
-trained on the clean data (theta_0, the same trainer): the points the clean model is most sure of.
+The most-confident attacker ranks the points by the loss their flipped label would have under a model
+trained on the clean data (theta_0, the same trainer): the points the clean model is most confident of
+(attacks.flip_binary's "most-confident"; the image chapter's "least-confident" attack, the largest loss of
+the current label, is its opposite).
 With no margin, "boundary" and "one-sided" flip exactly the round(alpha n) eligible points nearest the
 boundary (the margin is set between the k-th and (k+1)-th smallest distance).
 Defences: "loss-filter" drops the fraction `drop` of training points of largest loss under a
-preliminary model trained on the poisoned data, "knn-filter" the fraction `drop` whose label
+preliminary model trained on the poisoned data, "sphere-filter" and "slab-filter" the fraction alpha farthest
+from the centroid of their label (along the line joining the two centroids for the slab; Steinhardt et al.
+2017's outlier removal, defenses.centroid_scores), "knn-filter" the fraction `drop` whose label
 disagrees most with their k nearest neighbours (or, with knn_threshold, every point disagreeing with
 more than that fraction, defenses.knn_filter), then a fresh model is trained on the rest; "median"
-and "trimmed-mean" replace the minibatch mean of the per-example gradients inside SGD. drop defaults
+and "trimmed-mean" replace the minibatch mean of the per-example gradients inside SGD; "worker-median"
+replaces it by the coordinate-wise median of the mean gradients of `shares` equal shares of the
+minibatch, one per worker (Yin et al. 2018's setting, defenses.WorkerMedian); "unbiased-loss" trains on Natarajan et al. 2013's
+unbiased BCE for symmetric flips at the rate `flip_rate` (losses.unbiased_bce). drop defaults
 to alpha (a defender who knows the poisoning budget, the optimistic case).
 
 Metrics: test_accuracy (clean test labels); expected_accuracy (the accuracy under the data
@@ -46,15 +53,18 @@ from ...lab.experiment import (
 )
 from .cost import cost
 from .pipeline import (
-    _filter, _scores_max_loss, _uses_clean_model, affine_part, auto_margin, expected_accuracy, fit_models,
+    _filter, _scores_most_confident, _uses_clean_model, affine_part, auto_margin, expected_accuracy, fit_models,
     make_data, poison, save_data, seeds_of, strip_mass,
 )
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "make_data", "poison", "fit", "fit_models", "save_data",
            "seeds_of", "auto_margin", "affine_part", "expected_accuracy", "strip_mass", "DEFENSES", "FLIPS"]
 
-FLIPS = attacks.BINARY_FLIPS  # random, boundary, one-sided, max-loss
-DEFENSES = ("none", "loss-filter", "knn-filter", "median", "trimmed-mean")
+# the last one flips the points theta_0 is most confident of (the largest loss of the flipped label)
+FLIPS = ("random", "boundary", "one-sided", "most-confident")
+DEFENSES = ("none", "loss-filter", "knn-filter", "sphere-filter", "slab-filter", "median", "trimmed-mean",
+            "worker-median", "unbiased-loss")
+CENTROID_FILTERS = ("sphere-filter", "slab-filter")  # Steinhardt et al.'s outlier removal, budget drop = alpha
 METRICS = ("test_accuracy", "expected_accuracy", "weight_norm", "angle", "poisoned_fraction", "clean_discarded",
            "poison_discarded", "train_accuracy", "margin_used", "strip_mass")
 
@@ -77,6 +87,13 @@ def _trim(name, value):
     return value
 
 
+def _rate(name, value):
+    value = validate.fraction(name, value)
+    if value >= 0.5:
+        raise ValueError(f"{name} must be in [0, 0.5), got {value!r}")
+    return value
+
+
 PARAMS = (
     Param("n", 1000, int, "data set size before the 80/20 train/test split", _n, batch=False),
     Param("dim", 2, int, "dimension d of x", validate.positive_int, batch=False),
@@ -84,19 +101,24 @@ PARAMS = (
           "(Gaussian clusters, two of them close to the boundary)", choices=("uniform", "gaussian", "mixture")),
     Param("near", None, float, "mixture only: distance of the two tight clusters to the boundary "
           "(default 0.15)", validate.optional(validate.positive_scale)),
+    Param("separation", None, float, "gaussian only: x ~ (N(mu w, I) + N(-mu w, I)) / 2 with mu = separation, "
+          "the classes moved apart (density phi(mu) at the boundary instead of phi(0))",
+          validate.optional(validate.non_negative), batch=False),
     Param("bias", 0.0, float, "the true intercept b (w has unit norm)", validate.scale),
     Param("alpha", 0.1, float, "fraction of training labels flipped, in [0, 1]", validate.fraction),
     Param("flip", "random", str, "which labels are flipped: random, boundary (within the margin, both "
-          "sides), one-sided (within the margin, label `side` only) or max-loss", choices=FLIPS),
+          "sides), one-sided (within the margin, label `side` only) or most-confident", choices=FLIPS),
     Param("margin", None, float, "boundary/one-sided: distance to the true boundary within which points are "
           "flipped (default: the smallest margin holding round(alpha n) eligible points)",
           validate.optional(validate.non_negative)),
     Param("side", None, int, "one-sided: the label of the points flipped, 0 or 1 (default 1)",
           validate.optional(_side)),
-    Param("reference", None, str, "max-loss: the model whose loss ranks the points, clean (theta_0 trained on "
+    Param("reference", None, str, "most-confident: the model whose loss ranks the points, clean (theta_0 trained on "
           "the clean data; default) or true (the true boundary: the farthest points first)",
           choices=("clean", "true")),
-    Param("defense", "none", str, "defence: none, loss-filter, knn-filter, median or trimmed-mean",
+    Param("defense", "none", str, "defence: none, loss-filter, knn-filter, sphere-filter, slab-filter, median, trimmed-mean (of "
+          "per-example gradients), "
+          "worker-median (of the workers' mean gradients) or unbiased-loss",
           choices=DEFENSES, batch=False),
     Param("drop", None, float, "filters: fraction of training points discarded (default: alpha)",
           validate.optional(validate.fraction)),
@@ -105,6 +127,10 @@ PARAMS = (
           "fraction of its neighbours (instead of a budget `drop`)", validate.optional(validate.fraction), batch=False),
     Param("trim", 0.1, float, "trimmed-mean: fraction cut at each end of each minibatch coordinate", _trim,
           batch=False),
+    Param("shares", 8, int, "worker-median: number of workers, each given an equal share of every minibatch",
+          validate.positive_int, batch=False),
+    Param("flip_rate", None, float, "unbiased-loss: the flip rate the defender assumes, in [0, 1/2) (default: "
+          "alpha, a defender who knows it)", validate.optional(_rate)),
     Param("solver", "sgd", str, "sgd (the batched trainer) or exact (Newton's method to convergence)",
           choices=("sgd", "exact"), batch=False),
     Param("l2", None, float, "exact solver: ridge penalty (l2/2)|w|^2 (needed on separable data; default 0)",
@@ -126,10 +152,13 @@ def _check(config: dict) -> None:
         raise ParameterError("margin", f"margin is only used with --flip boundary or one-sided, got flip {flip}")
     if config["side"] is not None and flip != "one-sided":
         raise ParameterError("side", f"side is only used with --flip one-sided, got flip {flip}")
-    if config["reference"] is not None and flip != "max-loss":
-        raise ParameterError("reference", f"reference is only used with --flip max-loss, got flip {flip}")
+    if config["reference"] is not None and flip != "most-confident":
+        raise ParameterError("reference", f"reference is only used with --flip most-confident, got flip {flip}")
     if config["near"] is not None and config["x_dist"] != "mixture":
         raise ParameterError("near", f"near is only used with --x-dist mixture, got x_dist {config['x_dist']}")
+    if config["separation"] is not None and config["x_dist"] != "gaussian":
+        raise ParameterError("separation", f"separation is only used with --x-dist gaussian, got x_dist "
+                             f"{config['x_dist']}")
     check_filter_flags(config)
     if solver == "exact":
         if config["hidden"]:
@@ -138,10 +167,19 @@ def _check(config: dict) -> None:
         if config["continue_from_clean"]:
             raise ParameterError("continue_from_clean", "continue_from_clean needs --solver sgd (an exact "
                                  "solution has no training to continue)")
-        if defense in ("median", "trimmed-mean"):
-            raise ParameterError("defense", f"defense {defense} aggregates SGD minibatch gradients: it needs "
+        if defense in ("median", "trimmed-mean", "worker-median", "unbiased-loss"):
+            raise ParameterError("defense", f"defense {defense} acts inside SGD (its minibatch gradients or its loss): it needs "
                                  "--solver sgd")
-    elif config["l2"] is not None:
+    if defense in CENTROID_FILTERS and attacks.poison_count(config["alpha"], data.train_size(config["n"])) >= \
+            data.train_size(config["n"]):
+        raise ParameterError("alpha", f"{defense} drops a fraction alpha of the training points: alpha={config['alpha']} "
+                             "would drop them all")
+    if config["flip_rate"] is not None and defense != "unbiased-loss":
+        raise ParameterError("flip_rate", f"flip_rate is only used with --defense unbiased-loss, got defense {defense}")
+    if defense == "unbiased-loss" and config["flip_rate"] is None and config["alpha"] >= 0.5:
+        raise ParameterError("alpha", f"unbiased-loss assumes the flip rate alpha, which must be < 1/2; got "
+                             f"alpha={config['alpha']} (give --flip-rate)")
+    if config["l2"] is not None and solver != "exact":
         raise ParameterError("l2", "l2 is only used with --solver exact")
     check_filter_size(config, data.train_size(config["n"]))
 
@@ -153,7 +191,7 @@ def fit(configs: list[dict]) -> list[dict]:
     cleans = [make_data(c) for c in configs]
     need_ref = c0["continue_from_clean"] or any(_uses_clean_model(c) for c in configs)
     reference = None
-    if need_ref:  # theta_0: trained on the clean data (the max-loss attacker's model; the continued start)
+    if need_ref:  # theta_0: trained on the clean data (the most-confident attacker's model; the continued start)
         ref_configs = configs
         if c0["solver"] == "exact":  # separable clean data: the attacker's exact model needs a ridge
             ref_configs = [{**c, "l2": max(c["l2"] or 0.0, 1e-3)} for c in configs]
@@ -161,13 +199,15 @@ def fit(configs: list[dict]) -> list[dict]:
                                aggregate=False)
     poisoned, margins = [], []
     for k, (c, ds) in enumerate(zip(configs, cleans)):
-        scores = _scores_max_loss(reference, k, ds, c) if c["flip"] == "max-loss" else None
+        scores = _scores_most_confident(reference, k, ds, c) if c["flip"] == "most-confident" else None
         p, m = poison(c, ds, scores)
         poisoned.append(p)
         margins.append(m)
     init = reference.state if c0["continue_from_clean"] else None
-    if c0["defense"] in FILTERS:
-        keeps = _filter(configs, poisoned, init)
+    if c0["defense"] in FILTERS + CENTROID_FILTERS:
+        keeps = (_filter(configs, poisoned, init) if c0["defense"] in FILTERS else
+                 [defenses.loss_filter(defenses.centroid_scores(p.X_train, p.y_train, c["defense"].split("-")[0]),
+                                       c["alpha"]) for c, p in zip(configs, poisoned)])
         check_kept(configs, keeps)
         sets = [(p.X_train[keep], p.y_train[keep], p.X_test) for p, keep in zip(poisoned, keeps)]
     else:

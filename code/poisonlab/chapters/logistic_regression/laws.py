@@ -38,7 +38,7 @@ def norm_ratio_law(result) -> stats.Law:
     ratio = rows["weight_norm"].to_numpy() / theory.flip_weight_norm(rows["alpha"].to_numpy())
     per_seed = pd.Series(ratio).groupby(rows["seed"].to_numpy()).mean().to_numpy()
     mean, lo, hi = stats.mean_ci(per_seed)
-    return stats.Law("‖ŵ‖ = a*(α), with a* I(a*) = (1 − 2α) φ(0)", 1.0, mean, lo, hi,
+    return stats.Law("‖ŵ‖ = a*(α), with a* E[Λ′(a* z)] = (1 − 2α) φ(0)", 1.0, mean, lo, hi,
                     how="mean of ‖ŵ‖ / a*(α) over α, t-CI over repeats")
 
 
@@ -113,11 +113,11 @@ def _law_strip(profile):
                     how="fitted slope of error against M, jackknife over repeats")
 
 
-def _law_reversal_maxloss(profile):
+def _law_reversal_confident(profile):
     from . import theory
 
-    return crossing_law(CHAPTER.sweep("reversal-maxloss", profile), theory.reversal_alpha("max-loss"),
-                        "Gaussian, max-loss flips reverse at erfc(√log 2)")
+    return crossing_law(CHAPTER.sweep("reversal-most-confident", profile), theory.reversal_alpha("most-confident"),
+                        "Gaussian, most-confident flips reverse at erfc(√log 2)")
 
 
 def _law_reversal_boundary(profile):
@@ -125,15 +125,15 @@ def _law_reversal_boundary(profile):
 
     S = CHAPTER.sizes(profile)
     return crossing_law(CHAPTER.sweep("reversal-boundary", profile), theory.reversal_alpha("boundary", S.gauss_margin),
-                        f"Gaussian, both-sided flips within m = {S.gauss_margin} reverse at α_rev(m)")
+                        f"Gaussian, both-sided flips within ρ = {S.gauss_margin} reverse at α_rev(ρ)")
 
 
 def _law_reversal_mixture(profile):
     from . import theory
 
     mixture, w = default_population()
-    return crossing_law(CHAPTER.sweep("maxloss", profile), theory.population_reversal("max-loss", mixture, w),
-                        "mixture, max-loss flips reverse where the population fit does", reference="true")
+    return crossing_law(CHAPTER.sweep("most-confident", profile), theory.population_reversal("most-confident", mixture, w),
+                        "mixture, most-confident flips reverse where the population fit does", reference="true")
 
 
 def _law_evasion(profile):
@@ -179,8 +179,85 @@ def _law_rate_constant(profile):
     def ratio(r):
         g = r.groupby(["n", "dim"])[["error", "predicted"]].mean()
         return float(np.mean(g["error"] / g["predicted"]))
-    return stats.Law("random flips: error = K(α) h(d) / √n (Gaussian, MLE)", 1.0, *jackknife(rows, ratio),
+    return stats.Law("random flips: error = C(α) h(d) / √n (Gaussian, MLE)", 1.0, *jackknife(rows, ratio),
                     how="mean ratio measured / predicted over the n and d grids, jackknife over repeats")
+
+
+def _density_rows(profile):
+    """The density sweep's rows with the error, f(0) and the predicted error of each separation."""
+    from . import theory
+
+    S = CHAPTER.sizes(profile)
+    rows = _with_error(CHAPTER.sweep("density", profile).rows)
+    seps = sorted(set(rows["separation"]))
+    pred = dict(zip(seps, np.atleast_1d(theory.predicted_error_separated(S.rate_alpha, rows["n_train"].iloc[0], 2,
+                                                                       seps))))
+    return rows.assign(f0=theory.boundary_density(rows["separation"].to_numpy()),
+                       predicted=rows["separation"].map(pred))
+
+
+def density_exponent(rows) -> float:
+    """The log-log slope of the mean error over its predicted spread factor (predicted error / f(0))
+    against f(0): 1 if the error is proportional to the density at the boundary."""
+    g = rows.groupby("f0")[["error", "predicted"]].mean()
+    return _exponent(g.index.to_numpy(), (g["error"] / (g["predicted"] / g.index)).to_numpy())
+
+
+def _law_density(profile):
+    est = jackknife(_density_rows(profile), density_exponent)
+    return stats.Law("random flips: error ∝ f(0), the density at the boundary (two Gaussians at ±μ, MLE)", 1.0,
+                    *est, how="log-log slope of error / (its predicted spread factor) against f(0), jackknife "
+                              "over repeats")
+
+
+def _law_density_level(profile):
+    def ratio(r):
+        g = r.groupby("separation")[["error", "predicted"]].mean()
+        return float(np.mean(g["error"] / g["predicted"]))
+    return stats.Law("random flips: error = f(0) √(2/π) h(d) √V / (H a* √n) (two Gaussians at ±μ, MLE)", 1.0,
+                    *jackknife(_density_rows(profile), ratio),
+                    how="mean ratio measured / predicted over the separations, jackknife over repeats")
+
+
+def _angle_rows(profile):
+    from . import theory
+
+    S = CHAPTER.sizes(profile)
+    rows = CHAPTER.sweep("n-exact", profile).rows
+    rows = rows.assign(n_train=rows["n"] - (0.2 * rows["n"]).round())
+    return rows.assign(predicted=[theory.angle_spread(S.rate_alpha, n) for n in rows["n_train"]])
+
+
+def _law_gauss_angle(profile):
+    def ratio(r):
+        g = r.groupby("n_train")[["angle", "predicted"]].mean()
+        return float(np.mean(g["angle"] / g["predicted"]))
+    return stats.Law("Gaussian x, random flips: no tilt, the angle of ŵ is sampling spread √(2π) C(α) / √n",
+                    1.0, *jackknife(_angle_rows(profile), ratio),
+                    how="mean ratio measured / predicted angle over the n grid, jackknife over repeats")
+
+
+def mixture_angle_rise(result, alphas) -> np.ndarray:
+    """Per repeat, the angle at the largest alpha minus that at the smallest (the rise of the tilt)."""
+    lo, hi = min(alphas), max(alphas)
+    out = []
+    for _, g in _per_seed(result, {}).items():
+        angle = dict(zip(np.round(g["alpha"].to_numpy(), 9), g["angle"].to_numpy()))
+        out.append(angle[round(hi, 9)] - angle[round(lo, 9)])
+    return np.array(out)
+
+
+def _law_mixture_angle(profile):
+    from . import theory
+
+    S = CHAPTER.sizes(profile)
+    mixture, w = default_population()
+    lo, hi = min(S.mixture_angle_alphas), max(S.mixture_angle_alphas)
+    pop = theory.population_curve("random", [lo, hi], mixture, w)[2]
+    mean, low, high = stats.mean_ci(mixture_angle_rise(CHAPTER.sweep("mixture-law", profile), [lo, hi]))
+    return stats.Law(f"mixture, random flips: the tilt rises from α = {lo} to {hi} as the population fit's "
+                     f"(n = {S.mixture_law_n})", float(pop[1] - pop[0]), mean, low, high,
+                     how="per-repeat angle difference, t-CI over repeats")
 
 
 def _law_knn(flipped: bool):
@@ -199,12 +276,25 @@ def _law_knn(flipped: bool):
     return law
 
 
+DISAGREES = {
+    "rate-constant": "the measured error exceeds the first-order prediction K(α) h(d)/√n by a few per cent over the "
+                     "n and d grids (measured/predicted per grid point in the chapter); the next-order terms (the "
+                     "spread of ŵ along w, the MLE's finite-n bias) are not computed",
+}
+UNRESOLVED = {
+    "rate-n": "the jackknife interval of the n-exponent is wider than ±10% of 1/2 at 60 repeats: it excludes the "
+              "rival −1, not a deviation of 0.05",
+    "mixture-angle": "the rise of the tilt is resolved from zero (the rival) but its size only to about ±40%: "
+                     "at n = 8000 the angle still wobbles from repeat to repeat",
+}
+
 LAWS = {
     "mirror": _law_mirror, "norm": _law_norm, "norm-exponent": _law_norm_exponent, "mixture": _law_mixture,
-    "strip": _law_strip, "reversal-maxloss": _law_reversal_maxloss, "reversal-boundary": _law_reversal_boundary,
+    "strip": _law_strip, "reversal-most-confident": _law_reversal_confident, "reversal-boundary": _law_reversal_boundary,
     "reversal-mixture": _law_reversal_mixture, "evasion": _law_evasion, "rate-n": _law_rate_n,
-    "rate-d": _law_rate_d, "rate-constant": _law_rate_constant, "knn-flipped": _law_knn(True),
-    "knn-clean": _law_knn(False),
+    "rate-d": _law_rate_d, "rate-constant": _law_rate_constant, "density": _law_density,
+    "density-level": _law_density_level, "gauss-angle": _law_gauss_angle, "mixture-angle": _law_mixture_angle,
+    "knn-flipped": _law_knn(True), "knn-clean": _law_knn(False),
 }
 
 
@@ -234,10 +324,10 @@ def rival(name: str, profile=None) -> float:
         return 1.0
     if name == "strip":  # the boundary moving only halfway across the flipped strip
         return 0.5
-    if name in ("reversal-maxloss", "reversal-boundary"):  # reversal at 1/2, as for random flips
+    if name in ("reversal-most-confident", "reversal-boundary"):  # reversal at 1/2, as for random flips
         return 0.5
     if name == "reversal-mixture":  # the Gaussian threshold erfc(sqrt(log 2)) carried over to the mixture
-        return theory.reversal_alpha("max-loss")
+        return theory.reversal_alpha("most-confident")
     if name == "evasion":  # evasion that can only push points of one side across
         return 0.5
     if name == "rate-n":  # the fast rate d/n of separable (noise-free) data
@@ -247,6 +337,19 @@ def rival(name: str, profile=None) -> float:
     if name == "rate-constant":  # the error of the tilt alone, (1/pi) E[angle], forgetting the intercept
         dims = [2] * len(S.ns) + list(S.dims)
         return float(np.mean([theory.dimension_factor(d) / _mean_chi(d - 1) for d in dims]))
+    if name == "density":  # the error independent of the density at the boundary (only the spread counts)
+        return 0.0
+    if name == "density-level":  # eq-log-rate's Gaussian constant K(alpha) carried over to every separation
+        rows = _density_rows(profile)
+        g = rows.groupby("separation")["predicted"].mean()
+        gauss = theory.predicted_error(S.rate_alpha, rows["n_train"].iloc[0], 2)
+        return float(np.mean(gauss / g.to_numpy()))
+    if name == "gauss-angle":  # a population tilt as large as the mixture's at this alpha, whatever n
+        from .studies import default_population as pop
+        tilt = float(theory.population_curve("random", [S.rate_alpha], *pop())[2][0])
+        return float(np.mean(tilt / _angle_rows(profile).groupby("n_train")["predicted"].mean()))
+    if name == "mixture-angle":  # "the tilt is the same whatever alpha"
+        return 0.0
     if name in ("knn-flipped", "knn-clean"):  # "at least half" instead of "more than half" of the neighbours
         a, k = max(S.knn_alphas), S.knn_k
         p = 1 - a if name == "knn-flipped" else a

@@ -28,6 +28,14 @@ def make_data(config: dict) -> data.Dataset:
         w = torch.randn(config["dim"], generator=data.generator(seed), dtype=torch.float64)
         near = 0.15 if config["near"] is None else config["near"]
         mixture = data.default_mixture(config["dim"], near=near, w=w, b=config["bias"])
+    elif config["x_dist"] == "gaussian" and config["separation"] is not None:
+        # two unit Gaussians at +-separation along w: x_perp stays N(0, I), the density at the boundary drops
+        w = torch.randn(config["dim"], generator=data.generator(seed), dtype=torch.float64)
+        mu = config["separation"] * w / w.norm()
+        mixture = data.gaussian_mixture([0.5, 0.5], torch.stack([mu, -mu]),
+                                        torch.eye(config["dim"], dtype=torch.float64).expand(2, -1, -1))
+        return data.make_binary(config["n"], config["dim"], x_dist="mixture", bias=config["bias"],
+                                mixture=mixture, w=w, seed=seed)
     return data.make_binary(config["n"], config["dim"], x_dist=config["x_dist"], bias=config["bias"],
                             mixture=mixture, w=w, seed=seed)
 
@@ -92,11 +100,32 @@ class _Fitted:
         self.logit = [None] * K  # k -> function X (n, d) -> logits (n,)
 
 
+class UnbiasedBCE:
+    """The objective of the "unbiased-loss" defence: Natarajan et al.'s unbiased BCE (losses.unbiased_bce)
+    for symmetric flips at rate rho[k] for model k (torch.func-compatible: no checks inside)."""
+
+    def __init__(self, rho):
+        self.rho = torch.as_tensor(rho, dtype=torch.float32).reshape(-1, 1, 1)
+
+    def __call__(self, forward, params, buffers, Xb, Yb):
+        pred = forward(params, buffers, Xb)
+        rho = self.rho.to(pred.device, pred.dtype)
+        return losses._unbiased_bce(pred, Yb.reshape(pred.shape).to(pred.dtype), rho, rho)
+
+    def __repr__(self):
+        return f"UnbiasedBCE(rho={self.rho.flatten().tolist()})"
+
+
 def _sgd_kw(configs):
     c0 = configs[0]
     hidden = tuple(c0["hidden"])
     aggregate = c0["defense"] if c0["defense"] in ("median", "trimmed-mean") else "mean"
-    return dict(model="mlp" if hidden else "linear", hidden=hidden, loss="bce", epochs=c0["epochs"],
+    if c0["defense"] == "worker-median":
+        aggregate = defenses.WorkerMedian(c0["shares"])
+    objective = None
+    if c0["defense"] == "unbiased-loss":
+        objective = UnbiasedBCE([c["alpha"] if c["flip_rate"] is None else c["flip_rate"] for c in configs])
+    return dict(objective=objective, model="mlp" if hidden else "linear", hidden=hidden, loss="bce", epochs=c0["epochs"],
                 lr=torch.tensor([c["lr"] for c in configs]), batch_size=c0["batch_size"],
                 seeds=[seeds_of(c["seed"])["model"] for c in configs], aggregate=aggregate, trim=c0["trim"],
                 configs=configs)
@@ -107,7 +136,7 @@ def fit_models(configs: list[dict], sets: list[tuple], init=None, *, aggregate=T
 
     Sets of equal size are trained together (one batched SGD run, or the exact solver); `init` holds
     state dicts to continue from (SGD). aggregate=False uses the plain mean whatever the defence
-    (the preliminary and reference models of the filters and of the max-loss attacker).
+    (the preliminary and reference models of the filters and of the most-confident attacker).
     """
     K = len(configs)
     out = _Fitted(K)
@@ -130,8 +159,8 @@ def fit_models(configs: list[dict], sets: list[tuple], init=None, *, aggregate=T
                 out.logit[k] = (lambda X_, w_=w[j], b_=float(b[j]): X_ @ w_ + b_)
             continue
         kw = _sgd_kw(sub)
-        if not aggregate:
-            kw["aggregate"] = "mean"
+        if not aggregate:  # the plain model: mean gradient of the plain BCE
+            kw["aggregate"], kw["objective"] = "mean", None
         start = None if init is None else [init[k] for k in idx]
         model = train.train_batched(X, y, init=start, **kw)
         for j, k in enumerate(idx):
@@ -159,10 +188,10 @@ def _bce(logits, y):
 
 
 def _uses_clean_model(config):
-    return config["flip"] == "max-loss" and config["alpha"] > 0 and config["reference"] in (None, "clean")
+    return config["flip"] == "most-confident" and config["alpha"] > 0 and config["reference"] in (None, "clean")
 
 
-def _scores_max_loss(reference: _Fitted, k: int, clean: data.Dataset, config: dict):
+def _scores_most_confident(reference: _Fitted, k: int, clean: data.Dataset, config: dict):
     """The loss of each training point's flipped label under the clean reference model, or, for
     reference "true", the distance to the true boundary (the same order as that loss under the true model)."""
     if config["reference"] == "true":
@@ -177,7 +206,7 @@ def expected_accuracy(config: dict, ds: data.Dataset, fitted: _Fitted, k: int) -
     w, b = ds.params["w"].double(), float(ds.params["b"])
     dist = config["x_dist"]
     if not config["hidden"] and dist in ("gaussian", "mixture"):
-        mixture = ds.params["mixture"] if dist == "mixture" else theory.gaussian_mixture_of(config["dim"])
+        mixture = _population(config, ds)
         w_hat = fitted.w[k].reshape(-1).double().numpy()
         if not np.any(w_hat):
             return 0.5
@@ -203,13 +232,21 @@ def strip_mass(config: dict, ds: data.Dataset, margin: float) -> float:
         if side is not None:
             inside &= (z > 0) if side == 1 else (z <= 0)
         return float(inside.double().mean())
-    mixture = ds.params["mixture"] if config["x_dist"] == "mixture" else theory.gaussian_mixture_of(config["dim"])
+    mixture = _population(config, ds)
     return theory.strip_mass(mixture, w.numpy(), b, margin, side=side)
+
+
+def _population(config: dict, ds: data.Dataset):
+    """The distribution of x as a Mixture (Gaussian and mixture data): the one drawn from, else N(0, I)."""
+    from . import theory
+
+    mixture = ds.params.get("mixture")
+    return theory.gaussian_mixture_of(config["dim"]) if mixture is None else mixture
 
 
 def _eval_points(config: dict, ds: data.Dataset):
     """(X float32, X float64): the points the expected accuracy is averaged over."""
-    if config["x_dist"] == "mixture":
+    if "mixture" in ds.params:
         X = data.sample_mixture(ds.params["mixture"], EVAL_POINTS, generator=data.generator(0))[0]
         return X, X.double()
     return _fixed_points(config["x_dist"], config["dim"])
@@ -244,8 +281,8 @@ def save_data(config: dict, path) -> None:
     """Write one configuration's poisoned training set, clean test set, poison mask and true w, b (.npz)."""
     clean = make_data(config)
     scores = None
-    if config["flip"] == "max-loss":
+    if config["flip"] == "most-confident":
         ref = fit_models([config], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
-        scores = _scores_max_loss(ref, 0, clean, config)
+        scores = _scores_most_confident(ref, 0, clean, config)
     p, margin = poison(config, clean, scores)
     p.save(path, params=("w",), config=config, b=torch.tensor(float(p.params["b"])), margin=margin)

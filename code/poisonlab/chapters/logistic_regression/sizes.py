@@ -1,7 +1,11 @@
 """The sweep sizes of report/logistic-regression.qmd, one `Sizes` per
 profile (lab.profile: quick for the tests, full for the book).
 
-quick: 8 repeats give the law tests t(7) intervals; full: the book's figures.
+The exact solver (Newton) costs little, so the rate and density sweeps (dims, dim_n, ns, separations,
+density_n, exact_repeats, density_repeats) are the same in both profiles: intervals within about 10% of
+the predictions, and the same verdicts in the tests as in the book.
+quick: 8 repeats give the law tests t(7) intervals; full: the book's figures, at least 10 repeats for every
+curve the text interprets.
 """
 from __future__ import annotations
 
@@ -26,9 +30,9 @@ class Sizes:
     margin_alphas: list[float]
     strip_alphas: list[float]
     strip_n: int
-    maxloss_alphas: list[float]
+    confident_alphas: list[float]
     reversal_n: int
-    maxloss_reversal: list[float]
+    confident_reversal: list[float]
     gauss_margin: float
     boundary_reversal: list[float]
     evasion_eps: list[float]
@@ -36,6 +40,9 @@ class Sizes:
     dim_n: int
     ns: list[int]
     rate_alpha: float
+    separations: list[float]
+    density_n: int
+    mixture_angle_alphas: list[float]
     rate_lr: float
     little_ns: list[int]
     hidden: list[int]
@@ -44,6 +51,8 @@ class Sizes:
     defense_repeats: int
     bonus_repeats: int
     rate_sgd_repeats: int
+    exact_repeats: int
+    density_repeats: int
     knn_k: int
     knn_alphas: list[float]
     knn_repeats: int
@@ -66,16 +75,19 @@ QUICK = Sizes(
     margin_alphas=[0.03, 0.06, 0.09, 0.12],
     strip_alphas=[0.05, 0.2, 0.3],
     strip_n=4000,
-    maxloss_alphas=[0.1, 0.2, 0.3, 0.35, 0.4, 0.5],
+    confident_alphas=[0.1, 0.2, 0.3, 0.35, 0.4, 0.5],
     reversal_n=3000,
-    maxloss_reversal=[0.15, 0.2, 0.225, 0.25, 0.275, 0.3, 0.35],
+    confident_reversal=[0.15, 0.2, 0.225, 0.25, 0.275, 0.3, 0.35],
     gauss_margin=1.5,
     boundary_reversal=[0.5, 0.55, 0.6, 0.65, 0.7, 0.75],
     evasion_eps=[0.05, 0.1, 0.2, 0.3, 0.4],
-    dims=[2, 8, 32],
-    dim_n=1000,
-    ns=[250, 500, 2000],
+    dims=[2, 4, 8, 16, 32],
+    dim_n=2000,
+    ns=[250, 500, 1000, 2000, 4000],
     rate_alpha=0.2,
+    separations=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5],
+    density_n=8000,
+    mixture_angle_alphas=[0.05, 0.2],
     rate_lr=0.2,
     little_ns=[20, 80, 320],
     hidden=[32],
@@ -84,9 +96,11 @@ QUICK = Sizes(
     defense_repeats=2,
     bonus_repeats=3,
     rate_sgd_repeats=4,
+    exact_repeats=60,
+    density_repeats=100,
     knn_k=10,
-    knn_alphas=[0.2, 0.4],
-    knn_repeats=6,
+    knn_alphas=[0.1, 0.2, 0.3, 0.4],
+    knn_repeats=12,
     knn_far=0.5,
     record_every=5,
 )
@@ -106,9 +120,9 @@ FULL = Sizes(
     margin_alphas=[0.02, 0.04, 0.06, 0.08, 0.1, 0.12],
     strip_alphas=[0.02, 0.05, 0.1, 0.2, 0.3],
     strip_n=4000,
-    maxloss_alphas=[0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5],
+    confident_alphas=[0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5],
     reversal_n=3000,
-    maxloss_reversal=[0.15, 0.2, 0.22, 0.24, 0.26, 0.3, 0.35],
+    confident_reversal=[0.15, 0.2, 0.22, 0.24, 0.26, 0.3, 0.35],
     gauss_margin=1.5,
     boundary_reversal=[0.5, 0.55, 0.6, 0.63, 0.66, 0.7, 0.75],
     evasion_eps=[0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4],
@@ -116,14 +130,19 @@ FULL = Sizes(
     dim_n=2000,
     ns=[250, 500, 1000, 2000, 4000],
     rate_alpha=0.2,
+    separations=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5],
+    density_n=8000,
+    mixture_angle_alphas=[0.05, 0.2],
     rate_lr=0.2,
     little_ns=[20, 40, 80, 160, 320, 640],
     hidden=[32],
     hidden_alphas=[0.0, 0.2, 0.4],
     defense_alphas=[0.0, 0.1, 0.2, 0.3, 0.4],
-    defense_repeats=4,
-    bonus_repeats=6,
+    defense_repeats=10,
+    bonus_repeats=10,
     rate_sgd_repeats=10,
+    exact_repeats=60,
+    density_repeats=100,
     knn_k=10,
     knn_alphas=[0.1, 0.2, 0.3, 0.4],
     knn_repeats=12,

@@ -10,7 +10,7 @@ import torch
 from ... import attacks, data, defenses, train, validate
 from ...lab.profile import get_profile
 from .experiment import EXPERIMENT, FILTERS, _side
-from .pipeline import _filter, fit_models, make_data, poison, _scores_max_loss, _sgd_kw
+from .pipeline import _filter, fit_models, make_data, poison, _scores_most_confident, _sgd_kw
 from .sweeps import CHAPTER
 
 
@@ -27,7 +27,7 @@ def trajectory(config: dict, record_every: int):
         raise ValueError("trajectory needs solver sgd, a linear model and no defence")
     clean = make_data(config)
     ref = fit_models([config], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
-    scores = _scores_max_loss(ref, 0, clean, config) if config["flip"] == "max-loss" else None
+    scores = _scores_most_confident(ref, 0, clean, config) if config["flip"] == "most-confident" else None
     poisoned, _ = poison(config, clean, scores)
     model = train.train_batched(poisoned.X_train[None], poisoned.y_train[None], init=ref.state,
                                 record_every=record_every, **_sgd_kw([config]))
@@ -49,9 +49,9 @@ def boundary_distances(config: dict):
     clean = make_data(config)
     c = dict(config)
     reference = None
-    if c["flip"] == "max-loss" or c["continue_from_clean"]:
+    if c["flip"] == "most-confident" or c["continue_from_clean"]:
         reference = fit_models([c], [(clean.X_train, clean.y_train, clean.X_test)], aggregate=False)
-    scores = _scores_max_loss(reference, 0, clean, c) if c["flip"] == "max-loss" else None
+    scores = _scores_most_confident(reference, 0, clean, c) if c["flip"] == "most-confident" else None
     p, _ = poison(c, clean, scores)
     keep = _filter([c], [p], None if reference is None or not c["continue_from_clean"] else reference.state)[0] \
         if c["defense"] in FILTERS else torch.ones(p.n_train, dtype=torch.bool)
@@ -87,10 +87,10 @@ def knn_rates(config: dict, far: float) -> dict:
     the fractions of flipped and of clean points dropped, among points farther than `far` from the
     true boundary ("*_far") and among all points."""
     config = EXPERIMENT.resolve(**{k: v for k, v in config.items() if k != "seed"}, seed=config.get("seed", 0))
-    if config["flip"] == "max-loss" and config["reference"] != "true":
-        raise ValueError("knn_rates needs an attack without a trained reference (flip max-loss: reference true)")
+    if config["flip"] == "most-confident" and config["reference"] != "true":
+        raise ValueError("knn_rates needs an attack without a trained reference (flip most-confident: reference true)")
     clean = make_data(config)
-    scores = attacks.boundary_distance(clean).abs() if config["flip"] == "max-loss" else None
+    scores = attacks.boundary_distance(clean).abs() if config["flip"] == "most-confident" else None
     p, _ = poison(config, clean, scores)
     threshold = 0.5 if config["knn_threshold"] is None else config["knn_threshold"]
     dropped = ~defenses.knn_filter(p.X_train, p.y_train, config["knn_k"], threshold)
@@ -128,3 +128,63 @@ def knn_study(profile=None) -> pd.DataFrame:
     return CHAPTER.memo(("knn", profile.name), lambda: pd.DataFrame([
         {**knn_rates({"x_dist": "mixture", "alpha": a, "defense": "knn-filter", "seed": r}, S.knn_far),
          "alpha": a, "seed": r} for a in S.knn_alphas for r in range(S.knn_repeats)]))
+
+
+def aggregate_bias(config: dict, aggregates: dict, batch_size: int = 64, shuffles: int = 20) -> dict:
+    """How far each aggregator's expected minibatch step is from the mean gradient, on one training set.
+
+    At theta_0 (plain SGD on the configuration's training set) the per-example gradients of the BCE are
+    formed, the set is cut into minibatches of `batch_size` over `shuffles` random orders, and each
+    aggregator (name -> defenses.Aggregator) reduces every minibatch. Returns name -> |E[agg] - E[mean]| /
+    the norm of the minibatch mean's standard deviation: the bias in units of SGD's own noise.
+    """
+    config = EXPERIMENT.resolve(**{k: v for k, v in config.items() if k != "seed"}, seed=config.get("seed", 0))
+    clean = make_data(config)
+    p, _ = poison(config, clean, None)
+    model = fit_models([config], [(p.X_train, p.y_train, p.X_test)], aggregate=False)
+    X1 = torch.cat([p.X_train.double(), torch.ones(p.n_train, 1, dtype=torch.float64)], 1)
+    theta = torch.cat([model.w[0].reshape(-1).double(), torch.tensor([float(model.b[0])], dtype=torch.float64)])
+    G = (torch.sigmoid(X1 @ theta) - p.y_train.double())[:, None] * X1      # (n, d + 1) per-example gradients
+    nb = p.n_train // batch_size
+    gen = data.generator(config["seed"])
+    batches = torch.cat([G[torch.randperm(p.n_train, generator=gen)[:nb * batch_size]].reshape(nb, batch_size, -1)
+                         for _ in range(shuffles)])
+    mean = defenses.Mean()(batches)
+    noise = float(mean.std(0).norm())
+    return {name: float((agg(batches).mean(0) - mean.mean(0)).norm()) / noise for name, agg in aggregates.items()}
+
+
+def aggregate_bias_study(profile=None) -> pd.DataFrame:
+    """aggregate_bias on the clean mixture, per repeat: the per-example median and the workers' median."""
+    profile, S = get_profile(profile), CHAPTER.sizes(profile)
+    workers = EXPERIMENT.resolve()["shares"]
+    aggs = {"median": defenses.Median(), f"worker-median ({workers} workers)": defenses.WorkerMedian(workers),
+            "trimmed-mean": defenses.TrimmedMean(EXPERIMENT.resolve()["trim"])}
+    return CHAPTER.memo(("aggregate-bias", profile.name), lambda: pd.DataFrame([
+        {"seed": r, "aggregate": name, "bias": b}
+        for r in range(S.defense_repeats)
+        for name, b in aggregate_bias({"x_dist": "mixture", "alpha": 0.0, "seed": r}, aggs).items()]))
+
+
+JAILBREAK_ATTACKS = {"clean": {"alpha": 0.0}, "random flips": {"alpha": 0.2},
+                     "one-sided flips": {"flip": "one-sided", "alpha": 0.1}}
+
+
+def jailbreak_study(profile=None) -> dict:
+    """Distances of the label-1 test points (the class a safety filter must flag) to the learned boundary of a
+    model trained on the mixture, clean or poisoned (JAILBREAK_ATTACKS), per repeat: the L2 change of the
+    input a jailbreak needs to have a point let through (negative: already let through)."""
+    profile, S = get_profile(profile), CHAPTER.sizes(profile)
+
+    def compute():
+        out = {}
+        for name, attack in JAILBREAK_ATTACKS.items():
+            dists = []
+            for r in range(S.repeats):
+                config = {"x_dist": "mixture", **attack, "seed": r}
+                y1 = make_data(EXPERIMENT.resolve(**{k: v for k, v in config.items() if k != "seed"},
+                                                  seed=r)).y_test == 1
+                dists.append(boundary_distances(config)[y1.numpy()])
+            out[name] = dists
+        return out
+    return CHAPTER.memo(("jailbreak", profile.name), compute)

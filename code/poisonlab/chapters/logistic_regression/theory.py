@@ -22,15 +22,17 @@ from ... import validate
 __all__ = [
     # derivations (sympy)
     "flipped_posterior", "flipped_logit", "lda_log_odds", "logistic_score", "norm_equation",
-    "reversal_moment", "max_loss_reversal", "boundary_reversal", "one_sided_full_strip", "rate_factors",
+    "reversal_moment", "most_confident_reversal", "boundary_reversal", "one_sided_full_strip", "rate_factors",
+    "separated_density", "unbiased_loss",
     # numeric predictions
     "flip_weight_norm", "weight_norm_asymptote", "reversal_alpha", "Profile", "profile",
     "gaussian_fit", "error_constant", "dimension_factor", "predicted_error", "rate_exponent",
     "strip_mass", "population_fit", "population_accuracy", "population_curve", "population_reversal",
     "gaussian_mixture_of", "evasion_error", "knn_flag_probability", "strip_margin",
+    "boundary_density", "separated_fit", "predicted_error_separated", "angle_spread", "density_second_order",
 ]
 
-ATTACKS = ("random", "boundary", "one-sided", "max-loss")
+ATTACKS = ("random", "boundary", "one-sided", "most-confident")
 PHI0 = 1.0 / math.sqrt(2.0 * math.pi)  # the standard normal density at 0
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ def reversal_moment() -> dict:
     return {"E_abs_z": sp.simplify(2 * half_abs), "E_z_clean": sp.simplify(half_abs)}
 
 
-def max_loss_reversal() -> dict:
+def most_confident_reversal() -> dict:
     """Flipping the points farthest from the boundary (|z| > t): E[z q] = phi(0) - 2 phi(t); reversal at
     t = sqrt(2 log 2), alpha = erfc(sqrt(log 2))."""
     z = sp.symbols("z", real=True)
@@ -236,14 +238,14 @@ def weight_norm_asymptote(alpha):
 def reversal_alpha(attack: str, margin=None) -> float:
     """The alpha at which the population fit reverses (Gaussian x, b = 0); inf when it cannot.
 
-    random: 1/2; max-loss (the farthest points): erfc(sqrt(log 2)); boundary with margin m:
+    random: 1/2; most-confident (the farthest points): erfc(sqrt(log 2)); boundary with margin m:
     p(m) / (2 (1 - exp(-m^2/2))), inf when that exceeds p(m) (m < sqrt(2 log 2)); one-sided: inf
     (the profile is not symmetric: the boundary shifts by at most m and never reverses).
     """
     attack = validate.choice("attack", attack, ATTACKS)
     if attack == "random":
         return 0.5
-    if attack == "max-loss":
+    if attack == "most-confident":
         return float(special.erfc(math.sqrt(math.log(2))))
     if margin is None:
         raise ValueError(f"margin must be given for attack={attack!r}")
@@ -306,7 +308,7 @@ def profile(attack: str, alpha, *, mixture=None, w=None, b=0.0, margin=None, sid
     """The flip profile q(z) of an attack at fraction alpha on the population (mixture, w, b).
 
     boundary / one-sided flip the fraction alpha / (selected mass) of the points in the strip;
-    max-loss flips every point with |z| > t, P(|z| > t) = alpha (the farthest points: the largest
+    most-confident flips every point with |z| > t, P(|z| > t) = alpha (the farthest points: the largest
     loss of the flipped label under a model close to the true one).
     """
     attack = validate.choice("attack", attack, ATTACKS)
@@ -315,7 +317,7 @@ def profile(attack: str, alpha, *, mixture=None, w=None, b=0.0, margin=None, sid
         return Profile((0.0,), (alpha, 1 - alpha))
     if mixture is None or w is None:
         mixture, w = gaussian_mixture_of(1), [1.0]
-    if attack == "max-loss":
+    if attack == "most-confident":
         if alpha == 0:
             return Profile((0.0,), (0.0, 1.0))
         # P(|z| > t) = alpha; monotone in t
@@ -385,7 +387,7 @@ def gaussian_fit(prof: Profile) -> dict:
 
 
 def error_constant(alpha, attack="random", margin=None) -> float:
-    """K with E[test error] = K h(d) / sqrt(n_train): (1/pi) sqrt(J) / (I |a|) (Gaussian x, b = 0)."""
+    """C with E[test error] = C h(d) / sqrt(n_train): (1/pi) sqrt(J) / (I |a|) (Gaussian x, b = 0)."""
     fit = gaussian_fit(profile(attack, alpha, margin=margin))
     return math.sqrt(fit["J"]) / (fit["I"] * abs(fit["a"])) / math.pi
 
@@ -406,7 +408,7 @@ def dimension_factor(d):
 
 
 def predicted_error(alpha, n_train, d, attack="random", margin=None):
-    """Asymptotic mean test error of the logistic MLE on flipped Gaussian data: K(alpha) h(d) / sqrt(n_train)."""
+    """Asymptotic mean test error of the logistic MLE on flipped Gaussian data: C(alpha) h(d) / sqrt(n_train)."""
     n = np.asarray(n_train, dtype=float)
     if np.any(n < 1):
         raise ValueError(f"n_train must be >= 1, got {n_train!r}")
@@ -567,7 +569,7 @@ def population_reversal(attack, mixture, w, b=0.0, *, margin=None, side=None, hi
     attack = validate.choice("attack", attack, ATTACKS)
     if hi is None:
         side = (1 if side is None else side) if attack == "one-sided" else None
-        hi = 1.0 if attack in ("random", "max-loss") else strip_mass(mixture, w, b, margin, side=side)
+        hi = 1.0 if attack in ("random", "most-confident") else strip_mass(mixture, w, b, margin, side=side)
     f = lambda al: population_curve(attack, [al], mixture, w, b, margin=margin, side=side)[0][0] - 0.5  # noqa: E731
     lo = 1e-3
     if f(hi) > 0:
@@ -603,3 +605,105 @@ def strip_margin(mixture, w, b, mass, side=None) -> float:
     while strip_mass(mixture, w, b, hi, side=side) < mass:
         hi *= 2
     return float(optimize.brentq(lambda m: strip_mass(mixture, w, b, m, side=side) - mass, 0.0, hi, xtol=1e-12))
+
+
+# ---------------------------------------------------------------------------------------------
+# The density at the boundary: two Gaussian classes moved apart (x ~ (N(mu w, I) + N(-mu w, I)) / 2)
+
+
+def separated_density() -> dict:
+    """The density of z for two unit Gaussians at +-mu: its value at the boundary, phi(mu), and the relative
+    curvature f''(0)/f(0) = mu^2 - 1 that sets the second-order term of the error's linearisation,
+    int_0^delta f = f(0) delta (1 + (mu^2 - 1) delta^2 / 6 + O(delta^4))."""
+    z, mu, delta = sp.symbols("z mu delta", real=True)
+    f = (_phi(z - mu) + _phi(z + mu)) / 2
+    f0 = sp.simplify(f.subs(z, 0))
+    curvature = sp.simplify(sp.diff(f, z, 2).subs(z, 0) / f0)
+    mass = sp.series(sp.integrate(sp.series(f, z, 0, 4).removeO(), (z, 0, delta)), delta, 0, 4).removeO()
+    return {"f0": f0, "f0_check": sp.simplify(f0 - _phi(mu)), "curvature": sp.expand(curvature),
+            "mass": sp.simplify(mass / (f0 * delta))}
+
+
+def boundary_density(separation):
+    """f(0) = phi(mu): the density of z = w.x at the boundary for two unit Gaussians at +-mu (mu >= 0)."""
+    mu = np.asarray(separation, dtype=float)
+    if np.any(~np.isfinite(mu)) or np.any(mu < 0):
+        raise ValueError(f"separation must be finite and >= 0, got {separation!r}")
+    out = _phi_np(mu)
+    return float(out) if out.ndim == 0 else out
+
+
+def separated_fit(alpha: float, separation: float) -> dict:
+    """The population fit under random flips at rate alpha for z ~ (N(mu, 1) + N(-mu, 1)) / 2, x_perp ~ N(0, I):
+    a (its norm, along w), I = E[sigma'(a z)], J = E[(sigma(a z) - y~)^2] and f0 = phi(mu).
+
+    The first-order condition E[z (sigma(a z) - q(z))] = 0 is solved by quadrature (Stein's identity, which
+    gave eq-log-norm, holds for mu = 0 only); by symmetry the intercept and the directions orthogonal to w
+    are 0 and decouple, each with the sandwich variance J / (n I^2), as in the Gaussian case.
+    """
+    alpha = validate.fraction("alpha", alpha)
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 1/2) (a finite fit, not reversed), got {alpha!r}")
+    mu = validate.non_negative("separation", separation)
+    dens = lambda z: 0.5 * (_phi_np(z - mu) + _phi_np(z + mu))  # noqa: E731
+
+    def expect(fun):
+        lo, hi = -12.0 - mu, 12.0 + mu
+        return (integrate.quad(lambda z: fun(z, alpha) * dens(z), lo, 0.0, limit=200)[0]
+                + integrate.quad(lambda z: fun(z, 1 - alpha) * dens(z), 0.0, hi, limit=200)[0])
+
+    foc = lambda a: expect(lambda z, q: z * (_sigmoid(a * z) - q))  # noqa: E731
+    hi = 1.0
+    while foc(hi) < 0:
+        hi *= 2.0
+    a = optimize.brentq(foc, 1e-9, hi, xtol=1e-12)
+    I = expect(lambda z, q: _sigmoid(a * z) * _sigmoid(-a * z))
+    J = expect(lambda z, q: _sigmoid(a * z) ** 2 - 2 * _sigmoid(a * z) * q + q)
+    return {"a": a, "I": I, "J": J, "f0": float(_phi_np(mu))}
+
+
+def predicted_error_separated(alpha, n_train, d, separation):
+    """Mean test error of the logistic MLE under random flips for two unit Gaussians at +-separation:
+    f(0) sqrt(2/pi) h(d) sqrt(J) / (I a sqrt(n_train)), eq-log-rate with phi(0) replaced by f(0).
+    Arrays of separation give arrays."""
+    seps = np.atleast_1d(np.asarray(separation, dtype=float))
+    n = np.asarray(n_train, dtype=float)
+    if np.any(n < 1):
+        raise ValueError(f"n_train must be >= 1, got {n_train!r}")
+    out = []
+    for mu in seps:
+        fit = separated_fit(alpha, mu)
+        out.append(fit["f0"] * math.sqrt(2 / math.pi) * math.sqrt(fit["J"]) / (fit["I"] * fit["a"]))
+    out = np.array(out) * dimension_factor(d) / np.sqrt(n)
+    return float(out[0]) if np.ndim(separation) == 0 and out.size == 1 else out
+
+
+def angle_spread(alpha, n_train) -> float:
+    """E[angle] between w_hat and w for Gaussian x in d = 2 under random flips: the population fit is a* w
+    (no tilt), and the angle is the sampling spread of the orthogonal weight, E|w_perp| / a*
+    = sqrt(2/pi) sqrt(J) / (I a* sqrt(n_train)) = sqrt(2 pi) C(alpha) / sqrt(n_train)."""
+    n = validate.positive("n_train", n_train)
+    return math.sqrt(2 * math.pi) * error_constant(alpha) / math.sqrt(n)
+
+
+def unbiased_loss() -> dict:
+    """Natarajan et al.'s unbiased loss for symmetric flips at rate r: its expectation over the flips is the
+    clean loss, and for the logistic loss it is the loss minus r/(1 - 2r) (2y - 1) t. Checks are 0."""
+    t, r = sp.symbols("t r", real=True)
+    loss = {1: sp.log(1 + sp.exp(-t)), 0: sp.log(1 + sp.exp(t))}          # BCE of logit t, label 1 or 0
+    tilde = {y: ((1 - r) * loss[y] - r * loss[1 - y]) / (1 - 2 * r) for y in (0, 1)}
+    expectation = [sp.simplify((1 - r) * tilde[y] + r * tilde[1 - y] - loss[y]) for y in (0, 1)]
+    linear = [sp.simplify(sp.expand_log(tilde[y] - (loss[y] - r / (1 - 2 * r) * (2 * y - 1) * t), force=True))
+              for y in (0, 1)]
+    return {"tilde": tilde, "expectation_check": expectation, "linear_check": linear}
+
+
+def density_second_order(alpha: float, n_train, separation: float) -> float:
+    """The relative second-order term of eq-log-density in d = 2: the swept mass is
+    f(0) E[|delta| + (mu^2 - 1) |delta|^3 / 6], with delta | x_perp ~ N(0, t^2 (1 + x_perp^2)), t = s / a*, so
+    the term is (mu^2 - 1) t^2 E(1 + x^2)^(3/2) / (3 E(1 + x^2)^(1/2)) (x ~ N(0, 1), Gaussian moments)."""
+    n = validate.positive("n_train", n_train)
+    fit = separated_fit(alpha, separation)
+    t2 = fit["J"] / (n * fit["I"] ** 2) / fit["a"] ** 2
+    m = [integrate.quad(lambda x: (1 + x * x) ** (k / 2) * _phi_np(x), -np.inf, np.inf)[0] for k in (1, 3)]
+    return float((separation ** 2 - 1) * t2 * m[1] / (3 * m[0]))
