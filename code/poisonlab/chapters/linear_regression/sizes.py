@@ -31,6 +31,18 @@ class Sizes:
     hidden: list[list[int]]
     hidden_epochs: int
     hidden_batch: int
+    leverage_repeats: int
+    forget_repeats: int
+    # sweeps with their own repeats (<sweep>_repeats): laws over a whole curve, whose jackknife intervals
+    # must be narrow enough (half-width <= 10% of the prediction) to resolve the law
+    mean_repeats: int
+    breakdown_repeats: int
+    floor_repeats: int
+    dimension_repeats: int
+    outputs_repeats: int
+    efficiency_repeats: int
+    huber_delta_repeats: int
+    training_repeats: int
 
 
 QUICK = Sizes(
@@ -53,6 +65,16 @@ QUICK = Sizes(
     hidden=[[], [32]],
     hidden_epochs=40,
     hidden_batch=50,
+    leverage_repeats=10,
+    forget_repeats=80,
+    mean_repeats=16,
+    breakdown_repeats=16,
+    floor_repeats=8,
+    dimension_repeats=8,
+    outputs_repeats=8,
+    efficiency_repeats=8,
+    huber_delta_repeats=8,
+    training_repeats=8,
 )
 
 FULL = Sizes(
@@ -75,6 +97,16 @@ FULL = Sizes(
     hidden=[[], [16], [64]],
     hidden_epochs=40,
     hidden_batch=50,
+    leverage_repeats=20,
+    forget_repeats=100,
+    mean_repeats=40,
+    breakdown_repeats=40,
+    floor_repeats=200,
+    dimension_repeats=100,
+    outputs_repeats=100,
+    efficiency_repeats=100,
+    huber_delta_repeats=80,
+    training_repeats=60,
 )
 
 SIZES = {"quick": QUICK, "full": FULL}

@@ -65,7 +65,8 @@ def forgetting(profile=None, seed: int = 0, lrs=(0.005, 0.01, 0.02, 0.05, 0.1)) 
     b1* is the exact least-squares intercept on the poisoned set (mean over outputs).
     """
     z = _sizes(profile)
-    R, steps = z.repeats, z.forget_steps
+    # many repeats: the half-life at the largest lr rests on a window of a few minibatches per repeat
+    R, steps = z.forget_repeats, z.forget_steps
     configs = [EXPERIMENT.resolve(**setting(profile, lr=lr), seed=seed + r) for lr in lrs for r in range(R)]
     pairs = [make_data(c) for c in configs]
     X = torch.stack([p.X_train for _, p in pairs])

@@ -90,22 +90,58 @@ def _sweeps(z: Sizes) -> dict[str, SweepSpec]:
     for name, (grid, changes) in _grids(z).items():
         fixed = {k: v for k, v in _setting(z, **changes).items() if k not in grid}
         # a sweep may have its own repeats (<name>_repeats): little data is cheap and heavy-tailed
-        out[name] = SweepSpec(grid, fixed, getattr(z, f"{name}_repeats", z.repeats))
+        out[name] = SweepSpec(grid, fixed, getattr(z, f"{name.replace('-', '_')}_repeats", z.repeats))
     return out
 
 
 CHAPTER = Chapter(EXPERIMENT, SIZES, _sweeps)
 
 
+def dimension_table(d_table, profile=None):
+    """Per input dimension d: what depends on d (the squared weight error, the clean-variance term
+    m a d/(N-d-2)) and what does not (the intercept's poisoning bias p mu), measured (mean [95% CI]) against
+    predicted, for exact least squares; and SGD's squared weight error over its prediction."""
+    import pandas as pd
+
+    from ... import book
+
+    out = []
+    for d in sorted(d_table["dim"].unique()):
+        row = {}
+        for solver in ("exact", "sgd"):
+            r = d_table[(d_table["dim"] == d) & (d_table["solver"] == solver)].iloc[0]
+            row[solver] = r
+        cfg = lambda solver: EXPERIMENT.resolve(**setting(profile, dim=int(d), solver=solver))
+        ex, sg = row["exact"], row["sgd"]
+        out.append({"d": int(d),
+                    "b̂ − b (exact)": book.fmt_ci(ex["intercept_bias_mean"], ex["intercept_bias_lo"], ex["intercept_bias_hi"]),
+                    "p μ_η": predicted("intercept_bias", cfg("exact")),
+                    "‖Ŵ − W‖² (exact)": book.fmt_ci(ex["w_sq_mean"], ex["w_sq_lo"], ex["w_sq_hi"]),
+                    "m a_N d/(N−d−2)": predicted("weight_error_sq", cfg("exact")),
+                    "SGD measured / predicted": book.fmt_ci(*(sg[f"w_sq_{k}"] / predicted("weight_error_sq", cfg("sgd"))
+                                                             for k in ("mean", "lo", "hi")))})
+    return pd.DataFrame(out)
+
+
 def dimension_facts(d_table, m_table, profile=None) -> dict:
-    """What the dimension section quotes from its two summaries: SGD's squared weight error at the largest d over
-    the prediction there (`sgd_over_predicted`), and the range of exact least squares' test MSE over m."""
-    d_max = int(d_table["dim"].max())
-    sgd = d_table[(d_table["dim"] == d_max) & (d_table["solver"] == "sgd")]["w_sq_mean"].item()
-    predicted_max = predicted("weight_error_sq", EXPERIMENT.resolve(**setting(profile, dim=d_max)))
+    """What the dimension section quotes from its two summaries: the range over d of exact least squares'
+    intercept bias (the poisoning bias, flat in d) and its weight error's growth; SGD's squared weight error
+    over its prediction at every d, its smallest and largest (and where), and at how many d its 95% interval
+    holds 1; the range of exact least squares' test MSE over m."""
+    exact = d_table[d_table["solver"] == "exact"].sort_values("dim")
+    sgd = d_table[d_table["solver"] == "sgd"].sort_values("dim")
+    ratios = np.array([r / predicted("weight_error_sq", EXPERIMENT.resolve(**setting(profile, dim=int(d))))
+                       for d, r in zip(sgd["dim"], sgd["w_sq_mean"])])
+    pred = ratios / sgd["w_sq_mean"].to_numpy()  # 1 / prediction at each d
+    holds = int(np.sum((sgd["w_sq_lo"].to_numpy() * pred <= 1) & (1 <= sgd["w_sq_hi"].to_numpy() * pred)))
+    lo, hi = int(np.argmin(ratios)), int(np.argmax(ratios))
     mse = m_table[m_table["solver"] == "exact"]["test_mse_mean"]
-    return {"d_max": d_max, "sgd_over_predicted": sgd / predicted_max, "mse_min": float(mse.min()),
-            "mse_max": float(mse.max())}
+    return {"d_min": int(exact["dim"].min()), "d_max": int(exact["dim"].max()),
+            "bias_min": float(exact["intercept_bias_mean"].min()), "bias_max": float(exact["intercept_bias_mean"].max()),
+            "w_growth": float(exact["w_sq_mean"].iloc[-1] / exact["w_sq_mean"].iloc[0]),
+            "sgd_ratios": ratios, "sgd_min": float(ratios[lo]), "d_sgd_min": int(sgd["dim"].iloc[lo]),
+            "sgd_max": float(ratios[hi]), "d_sgd_max": int(sgd["dim"].iloc[hi]), "sgd_holds_1": holds,
+            "mse_min": float(mse.min()), "mse_max": float(mse.max())}
 
 
 def worst_exact(table) -> dict:
@@ -124,7 +160,9 @@ def summarize(result, by, where=None, **derived):
     rows = stats.rows_where(result, **(where or {})).copy()
     for name, f in derived.items():
         rows[name] = f(rows)
-    return stats.summarize(rows, by, [*result.metrics, *derived], count="repeats", ranges=EXPERIMENT.ranges)
+    # a derived column that is never negative (a squared error) keeps its interval at or above 0
+    ranges = {**EXPERIMENT.ranges, **{n: (0.0, math.inf) for n in derived if bool((rows[n] >= 0).all())}}
+    return stats.summarize(rows, by, [*result.metrics, *derived], count="repeats", ranges=ranges)
 
 
 def _matrix(rows, x, y):
@@ -312,3 +350,38 @@ def ci_table(summary, by, metrics: dict):
         out[title] = [book.fmt_ci(m, lo, hi) for m, lo, hi in
                       zip(summary[f"{metric}_mean"], summary[f"{metric}_lo"], summary[f"{metric}_hi"])]
     return pd.DataFrame(out)
+
+
+def risk_ratio(result, hidden, alpha, level: float = 0.95):
+    """Mean excess risk of the MLP with widths `hidden` over the linear model's at `alpha`, with the
+    leave-one-seed-out jackknife interval (both models see the same seeds: the ratio is paired)."""
+    rows = stats.rows_where(result, alpha=alpha)
+    widths = rows["hidden"].map(lambda v: tuple(v))
+
+    def ratio(r):
+        w = widths.loc[r.index]
+        return float(r[w == tuple(hidden)]["excess_risk"].mean() / r[w == ()]["excess_risk"].mean())
+
+    return stats.jackknife(rows, ratio, level)
+
+
+def log_ticks(ax, values=None, axis: str = "x"):
+    """Plain tick labels on a log axis ("0.01", "32", not "3 x 10^0"), at `values` when given, and no minor
+    labels: matplotlib labels the minor ticks of a short log axis, and they overlap."""
+    from matplotlib import ticker
+
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    if values is not None:
+        which.set_major_locator(ticker.FixedLocator([float(v) for v in values]))
+    which.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    which.set_minor_formatter(ticker.NullFormatter())
+    return ax
+
+
+def plain_logs(fig):
+    """`log_ticks` on every logarithmic axis of `fig` (no fixed tick positions); returns the figure."""
+    for ax in fig.axes:
+        for axis in ("x", "y"):
+            if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
+                log_ticks(ax, axis=axis)
+    return fig

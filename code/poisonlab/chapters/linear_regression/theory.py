@@ -28,6 +28,8 @@ __all__ = [
     "ols_weight_error_sq", "ols_test_mse", "sgd_floor", "sgd_test_mse", "contraction", "half_life",
     "sgd_distance", "init_distance_sq", "m_estimate", "limit_bias", "asymptotic_variance",
     "gaussian_efficiency", "m_excess_risk", "gross_error_sensitivity", "partial_moments", "trimmed_fixed_point",
+    "leverage_breakdown", "leverage_breakdown_fraction", "sample_breakdown", "feature_breakdown_leverage",
+    "median_max_bias", "max_bias", "huber_minimax_equation", "huber_minimax_delta",
 ]
 
 # One set of symbols for the whole chapter.
@@ -36,7 +38,7 @@ N, d, m = sp.symbols("N d m", positive=True)
 sigma = sp.symbols("sigma", positive=True)
 s, mu = sp.symbols(r"\sigma_\eta \mu_\eta", positive=True)
 p = sp.symbols("p", nonnegative=True)
-lr, B, T, h = sp.symbols(r"\gamma B T h", positive=True)
+lr, B, T, h = sp.symbols(r"\gamma B J h", positive=True)
 delta, tau = sp.symbols("delta tau", positive=True)
 c, nu, r = sp.symbols("c nu r", real=True)
 
@@ -578,3 +580,116 @@ def trimmed_fixed_point(p_, mu_, s_, sigma_, trim, *, iters: int = 500) -> float
             return float(new)
         c_ = new
     return float(c_)
+
+
+# ---------------------------------------------------------------- leverage: where the poisoned points sit in x
+
+@functools.lru_cache(maxsize=None)
+def leverage_breakdown() -> dict:
+    """LAD (and Huber) slope against label poison on the points of largest |x|, x ~ N(0, 1).
+
+    As the poison's size grows, a poisoned point pulls the slope with force |x| (its residual's sign is
+    fixed, so its term of sum |r| is linear in the slope), a clean point resists with at most |x|. The
+    slope stays bounded while the poisoned points carry less than half of E|x| = 2 phi(0): the tail
+    |x| > t carries 2 phi(t), which is phi(0) at t = sqrt(2 log 2), a fraction erfc(sqrt(log 2)).
+    Poison on random points carries a fraction p of E|x|, so it breaks the slope only at p = 1/2.
+    """
+    z = sp.symbols("z", real=True)
+    t = sp.symbols("t", positive=True)
+    phi = sp.exp(-z**2 / 2) / sp.sqrt(2 * sp.pi)
+    E_abs = sp.simplify(2 * sp.integrate(z * phi, (z, 0, sp.oo)))
+    tail = sp.simplify(2 * sp.integrate(z * phi, (z, t, sp.oo)))  # E[|x|; |x| > t]
+    t_star = sp.solve(sp.Eq(tail, E_abs / 2), t)[0]
+    fraction_of_t = sp.simplify(2 * sp.integrate(phi, (z, t, sp.oo)))  # P(|x| > t)
+    p_star = sp.simplify(fraction_of_t.subs(t, t_star))
+    return {"t": t, "E_abs": E_abs, "tail": tail, "t_star": t_star, "fraction_of_t": fraction_of_t,
+            "p_star": p_star, "value": float(p_star), "random": sp.Rational(1, 2)}
+
+
+def leverage_breakdown_fraction() -> float:
+    """erfc(sqrt(log 2)) = 0.2433...: the fraction of highest-|x| points at which LAD/Huber slopes break."""
+    return float(special.erfc(math.sqrt(math.log(2))))
+
+
+def sample_breakdown(x, order=None) -> float:
+    """Finite-sample version for one design x (N values): the smallest k / N such that the first k points of
+    `order` (default: decreasing |x|, the leverage attack) carry at least the rest's sum of |x - med|, med
+    the rest's median (the intercept's best answer)."""
+    x = np.asarray(validate.finite_array("x", x), dtype=float).ravel()
+    if x.size < 2:
+        raise ValueError(f"x must hold at least 2 values, got {x.size}")
+    if order is None:
+        order = np.argsort(-np.abs(x), kind="stable")
+    order = np.asarray(order)
+    if sorted(order.tolist()) != list(range(x.size)):
+        raise ValueError(f"order must be a permutation of the {x.size} indices of x")
+
+    def breaks(k):
+        rest = x[order[k:]]
+        med = np.median(rest)
+        return np.abs(x[order[:k]] - med).sum() >= np.abs(rest - med).sum()
+
+    lo, hi = 0, x.size  # k = 0 never breaks, k = N always does; the condition is monotone in k: bisection
+    while hi - lo > 1:
+        k = (lo + hi) // 2
+        lo, hi = (lo, k) if breaks(k) else (k, hi)
+    return hi / x.size
+
+
+def feature_breakdown_leverage(x_rest) -> float:
+    """One point moved to x = L (its label on an arbitrary line) decides the LAD slope once
+    L - med >= sum_i |x_i - med| over the other points (med: their median): the leverage L*."""
+    x_rest = np.asarray(validate.finite_array("x_rest", x_rest), dtype=float).ravel()
+    if x_rest.size < 1:
+        raise ValueError("x_rest must hold at least 1 value")
+    med = float(np.median(x_rest))
+    return med + float(np.abs(x_rest - med).sum())
+
+
+# ---------------------------------------------------------------- Huber (1964): the minimax answers
+
+@functools.lru_cache(maxsize=None)
+def median_max_bias() -> dict:
+    """Max bias of the median over eps-contaminated N(0, 1): the worst contamination sits at +oo, so the
+    median b solves (1 - eps) Phi(b) = 1/2, b(eps) = Phi^-1(1 / (2 (1 - eps))), infinite at eps = 1/2."""
+    eps, b = sp.symbols("p b", positive=True)  # the chapter's p (Huber's epsilon)
+    equation = (1 - eps) * _Phi(b) - sp.Rational(1, 2)
+    solution = sp.solve(sp.Eq(equation, 0), b)[0]
+    return {"epsilon": eps, "b": b, "equation": equation, "bias": sp.simplify(solution),
+            "small_eps": sp.series(solution, eps, 0, 3).removeO()}
+
+
+def max_bias(eps, sigma_=1.0):
+    """b(eps) = sigma Phi^-1(1 / (2 (1 - eps))): the median's (L1 intercept's) max bias, eps in [0, 1/2)."""
+    e = np.asarray(eps, dtype=float)
+    if np.any((e < 0) | (e >= 0.5)) or not np.all(np.isfinite(e)):
+        raise ValueError(f"eps must be in [0, 1/2), got {eps!r}")
+    sigma_ = validate.positive("sigma", sigma_)
+    out = sigma_ * special.ndtri(1 / (2 * (1 - e)))
+    return float(out) if np.ndim(out) == 0 else out
+
+
+@functools.lru_cache(maxsize=None)
+def huber_minimax_equation() -> dict:
+    """Huber's least favourable distribution for eps-contaminated N(0, 1): normal inside [-k, k], exponential
+    tails beyond, (1 - eps) phi(k) e^{-k(|z| - k)}; its total mass 1 ties k to eps:
+    2 phi(k)/k - 2 Phi(-k) = eps / (1 - eps)."""
+    z = sp.symbols("z", real=True)
+    k = sp.symbols(r"\delta", positive=True)  # the threshold in units of sigma (sigma = 1)
+    eps = sp.symbols("p", positive=True)  # the chapter's p (Huber's epsilon)
+    phi = lambda v: sp.exp(-v**2 / 2) / sp.sqrt(2 * sp.pi)
+    centre = sp.integrate(phi(z), (z, -k, k))
+    tails = 2 * sp.integrate(phi(k) * sp.exp(-k * (z - k)), (z, k, sp.oo))
+    mass = sp.simplify((1 - eps) * (centre + tails))
+    eps_of_k = sp.simplify(sp.solve(sp.Eq(mass, 1), eps)[0])
+    return {"k": k, "epsilon": eps, "mass": mass, "eps_of_k": eps_of_k}
+
+
+def huber_minimax_delta(eps, sigma_=1.0) -> float:
+    """Huber's minimax threshold delta = k sigma for contamination eps in (0, 1) (root of huber_minimax_equation)."""
+    eps = validate.fraction("eps", eps)
+    if not 0 < eps < 1:
+        raise ValueError(f"eps must be in (0, 1), got {eps}")
+    sigma_ = validate.positive("sigma", sigma_)
+    g = lambda k_: 2 * math.exp(-k_**2 / 2) / (math.sqrt(2 * math.pi) * k_) - 2 * special.ndtr(-k_) - eps / (1 - eps)
+    return sigma_ * float(optimize.brentq(g, 1e-9, 40.0, xtol=1e-14))
