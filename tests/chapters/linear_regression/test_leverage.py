@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import sympy as sp
 from scipy import integrate, special, stats
 
 from poisonlab.chapters.linear_regression import leverage, theory
