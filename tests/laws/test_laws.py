@@ -12,12 +12,13 @@ each true law fails with probability ~5% for an unlucky seed; the seeds are fixe
 deterministic.)
 
 Each law's verdict (`stats.Law.verdict`) is "yes" unless the chapter declares, in its laws module, an
-exception its page (the full profile) reports, each with why: `DISAGREES` (name -> why the law fails, verdict
-"no", a finding the chapter explains) and `UNRESOLVED` (name -> why the interval cannot confirm the law: wider
-than +-10% of the law's scale, or holding the rival's value; verdict "not resolved"). Both are checked both
-ways: an exception that no longer holds fails, and the page's prose that explains it is revisited. The quick
-profile has fewer repeats than the page, so there an undeclared law may also come out "not resolved" (too wide),
-never "no", and never with its rival inside its interval.
+exception with why: `DISAGREES` (name -> why the law fails, verdict "no", a finding the chapter explains) and
+`UNRESOLVED` (name -> why the interval cannot confirm the law in the quick profile these tests run: wider than
++-10% of the law's scale, or holding the rival's value; verdict "not resolved"). Both are checked both ways:
+an exception that no longer holds fails, and the prose that explains it is revisited. An undeclared law may
+also come out "not resolved" here (the quick profile has fewer repeats than the page), never "no", and never
+with its rival inside its interval. The page writes each law's verdict in the full profile from
+`law.verdict`, so its prose cannot disagree with its table.
 """
 from __future__ import annotations
 
