@@ -201,7 +201,7 @@ def _two_class(model, flip):
 
 
 def _influence_loss(profile):
-    return make_law("influence: flips of single labels and groups m <= 4 change the test loss as predicted "
+    return make_law("influence: flips of single labels and groups of g <= 4 change the test loss as predicted "
                     "(slope 1)", 1.0, *influence_slope(profile), how="slope, refit on prediction; seed jackknife")
 
 

@@ -87,12 +87,12 @@ def _excess_exponent(res, x, where, xform=lambda v: v, xmin=0.0):
 
 def _mu_exponent(profile):
     res = CHAPTER.sweep("mean", profile)
-    return _law("ℛ(μ_η) − ℛ(0) ∝ μ_η^k", 2.0, _excess_exponent(res, "eta_mean", {}), "fitted exponent (SGD)")
+    return _law("ℛ(μ_η) − ℛ(0) ∝ μ_η^β", 2.0, _excess_exponent(res, "eta_mean", {}), "fitted exponent (SGD)")
 
 
 def _variance_exponent(profile):
     res = CHAPTER.sweep("variance", profile)
-    return _law("centred η: ℛ(σ_η) − ℛ(0) ∝ (σ_η²)^k", 1.0,
+    return _law("centred η: ℛ(σ_η) − ℛ(0) ∝ (σ_η²)^β", 1.0,
                 _excess_exponent(res, "eta_std", {"eta_mean": 0.0}, lambda s: s**2, xmin=4.0),
                 "fitted exponent over σ_η ≥ 4 (SGD)")
 
@@ -104,7 +104,7 @@ def _alpha_exponent(profile):
     est = _excess_exponent(res, "alpha", {"solver": "sgd"}, xform)
     xs = np.array(grids(profile)["alpha"][0]["alpha"])
     ys = predict_grid("excess_risk", "alpha", xs, profile, solver="sgd")
-    return _law("ℛ(p) − ℛ(0) ∝ p^k", exponent(xform(xs[1:]), ys[1:] - ys[0]), est,
+    return _law("ℛ(p) − ℛ(0) ∝ p^β", exponent(xform(xs[1:]), ys[1:] - ys[0]), est,
                 "fitted exponent (SGD); prediction: same fit of the theory curve")
 
 
@@ -120,14 +120,14 @@ def _dimension(profile):
     est = jackknife(res, "dim", sq, weighted_exponent, where={"solver": "exact"})
     xs = np.array(grids(profile)["dimension"][0]["dim"], dtype=float)
     ys = predict_grid("weight_error_sq", "dim", [int(v) for v in xs], profile, solver="exact")
-    return _law("‖Ŵ − W‖² = m a d/(N−d−2) ∝ d^k", weighted_exponent(xs, ys), est,
+    return _law("‖Ŵ − W‖² = m a d/(N−d−2) ∝ d^β", weighted_exponent(xs, ys), est,
                 "fitted exponent (exact OLS); prediction: same fit of the theory curve")
 
 
 def _outputs(profile):
     res = CHAPTER.sweep("outputs", profile)
     est = jackknife(res, "out_dim", lambda r: r["param_error"] ** 2, exponent, where={"solver": "exact"})
-    return _law("‖θ̂ − θ‖² ∝ m^k, test MSE flat in m", 1.0, est, "fitted exponent (exact OLS)")
+    return _law("‖θ̂ − θ‖² ∝ m^β, test MSE flat in m", 1.0, est, "fitted exponent (exact OLS)")
 
 
 def _little(profile):
@@ -204,7 +204,7 @@ def _forgetting(profile):
     hl = half_lives(forgetting(profile))
     lrs = hl["lr"]
     est = stats.jackknife_interval(exponent(lrs, hl["mean"]), [exponent(lrs, row) for row in hl["loo"]])
-    return _law("forgetting half-life ∝ γ^k", exponent(lrs, hl["predicted"]), est,
+    return _law("forgetting half-life ∝ γ^β", exponent(lrs, hl["predicted"]), est,
                 "fitted exponent; prediction: same fit of ln 2 / −ln(1 − 2γ)")
 
 

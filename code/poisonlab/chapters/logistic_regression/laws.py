@@ -50,7 +50,7 @@ def norm_exponent_law(result, alphas) -> stats.Law:
     est = jackknife(rows, lambda r: _exponent(*_curve(r, "alpha", "weight_norm")))
     a = np.array(sorted(set(rows["alpha"])), dtype=float)
     predicted = theory.rate_exponent(a, theory.flip_weight_norm(a))
-    return stats.Law("‖ŵ‖ ∝ α^k at small α (k → −1/2: a* ≈ π/√(12α))", predicted, *est,
+    return stats.Law("‖ŵ‖ ∝ α^β at small α (β → −1/2: a* ≈ π/√(12α))", predicted, *est,
                     how="fitted log-log exponent, jackknife over repeats")
 
 
