@@ -33,10 +33,8 @@ def loss_filter(scores, fraction) -> Tensor:
     return keep
 
 
-def knn_disagreement(X, y, k=10, *, chunk=1024) -> Tensor:
-    """Fraction of each point's k nearest neighbours (Euclidean, the point itself excluded) whose
-    label differs from its own; X (n, ...) is flattened to rows."""
-    k = validate.positive_int("k", k)
+def _rows(X, y) -> tuple[Tensor, Tensor]:
+    """X (n, ...) flattened to finite float64 rows, and y as one label per row (a column (n, 1) accepted)."""
     X = torch.as_tensor(X).detach()
     y = torch.as_tensor(y).detach()
     n = X.shape[0] if X.dim() else 0
@@ -44,11 +42,20 @@ def knn_disagreement(X, y, k=10, *, chunk=1024) -> Tensor:
         y = y[:, 0]
     if y.shape != (n,):
         raise ValueError(f"y must hold one label per row of X ({n}), got shape {tuple(y.shape)}")
-    if k >= n:
-        raise ValueError(f"k must be smaller than the number of points ({n}), got {k}")
     Z = X.reshape(n, -1).double()
     if not torch.isfinite(Z).all():
         raise ValueError("X must be finite")
+    return Z, y
+
+
+def knn_disagreement(X, y, k=10, *, chunk=1024) -> Tensor:
+    """Fraction of each point's k nearest neighbours (Euclidean, the point itself excluded) whose
+    label differs from its own; X (n, ...) is flattened to rows."""
+    k = validate.positive_int("k", k)
+    Z, y = _rows(X, y)
+    n = len(y)
+    if k >= n:
+        raise ValueError(f"k must be smaller than the number of points ({n}), got {k}")
     out = torch.empty(n, dtype=torch.float64)
     sq = (Z * Z).sum(1)
     for start in range(0, n, chunk):
@@ -70,18 +77,9 @@ def centroid_scores(X, y, how: str = "sphere") -> Tensor:
     drops them). X (n, ...) is flattened to rows; y holds labels 0 and 1, both present.
     """
     validate.choice("how", how, ("sphere", "slab"))
-    X = torch.as_tensor(X).detach()
-    y = torch.as_tensor(y).detach()
-    n = X.shape[0] if X.dim() else 0
-    if y.dim() == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.shape != (n,):
-        raise ValueError(f"y must hold one label per row of X ({n}), got shape {tuple(y.shape)}")
+    Z, y = _rows(X, y)
     if not bool(((y == 0) | (y == 1)).all()) or not bool((y == 0).any()) or not bool((y == 1).any()):
         raise ValueError("y must hold binary labels 0 and 1, both present")
-    Z = X.reshape(n, -1).double()
-    if not torch.isfinite(Z).all():
-        raise ValueError("X must be finite")
     mu = torch.stack([Z[y == 0].mean(0), Z[y == 1].mean(0)])
     R = Z - mu[y.long()]
     if how == "sphere":
