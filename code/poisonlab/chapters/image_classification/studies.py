@@ -150,7 +150,10 @@ def _test_loss(theta, X_test, y_test) -> torch.Tensor:
     return -lp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(-1)
 
 
-def influence_study(seed: int = 0, sizes=(7, 14, 28), groups: int = 10, l2: float = 1e-2, **params) -> pd.DataFrame:
+INFLUENCE_L2 = 1e-2  # the ridge penalty of the exact refits: keeps Newton's Hessian invertible
+
+
+def influence_study(seed: int = 0, sizes=(7, 14, 28), groups: int = 10, l2: float = INFLUENCE_L2, **params) -> pd.DataFrame:
     """Flip groups of training labels of an exactly fitted softmax regression: linearised vs exact refit.
 
     For each group size m: the "least-confident" group (the m points of largest clean loss, each to its most
