@@ -120,9 +120,12 @@ def test_markdown_table_formats_numbers_and_escapes():
     text = book.markdown_table(df).data
     assert text.splitlines() == ["| name | value | ok | k |", "|:---|----:|:---|---:|",
                                  "| a\\|b | 0.123 | yes | 1 |", "| c | 2 | no | 2 |"]
-    # dashes in proportion to the widest entry (at least 4, at most 40): pandoc sizes wide tables by them
-    wide = book.markdown_table(pd.DataFrame({"statement": ["x" * 60], "v": [1.5]})).data.splitlines()[1]
-    assert wide == "|:" + "-" * 39 + "|---:|"
+    # pandoc sizes wide tables by the dashes: a text column that wraps gets a capped share, a column
+    # gets at least its longest unbreakable token (or the PDF prints it over its neighbour)
+    words = book.markdown_table(pd.DataFrame({"statement": [" ".join(["word"] * 15)], "v": [1.5]})).data
+    assert words.splitlines()[1] == "|:" + "-" * (book.tables.TEXT_WIDTH - 1) + "|---:|"
+    token = book.markdown_table(pd.DataFrame({"statement": ["x" * 60], "v": [1.5]})).data
+    assert token.splitlines()[1] == "|:" + "-" * 59 + "|---:|"
     assert "0.12" in book.markdown_table(df, floatfmt=".2f").data
     assert "| 0.1235 |" in book.markdown_table(df, floatfmt=4).data
     with pytest.raises(ValueError, match="df"):

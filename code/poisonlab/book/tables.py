@@ -31,6 +31,13 @@ def _cell(value, floatfmt) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+TEXT_WIDTH = 14  # the share, in characters, of a wrapping text column in the dashes that size a table
+
+
+def _longest_token(cells) -> int:
+    return max((len(t) for c in cells for t in str(c).split()), default=1)
+
+
 def markdown_table(df, floatfmt=None, *, index=None):
     """A DataFrame as a Markdown table (IPython Markdown): numbers through `fmt` (or `floatfmt`).
 
@@ -53,9 +60,11 @@ def markdown_table(df, floatfmt=None, *, index=None):
     numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
                for c in table.columns]
     rows = [[_cell(v, floatfmt) for v in row] for row in table.itertuples(index=False)]
-    # pandoc sizes the columns of a wide table by the dashes of this line: give each column its share
-    # of the widest entry (a word or a few digits at least), or narrow text columns wrap letter by letter
-    widths = [min(40, max(4, len(h), *(len(r[i]) for r in rows))) for i, h in enumerate(header)]
+    # pandoc sizes the columns of a wide table by the dashes of this line (HTML and PDF alike). A column
+    # needs at least its longest unbreakable token (a number, a word), or the PDF prints it over its
+    # neighbour; beyond that a text column wraps, so its share is capped and numbers keep theirs
+    widths = [max(_longest_token([h, *(r[i] for r in rows)]),
+                  min(TEXT_WIDTH, max(4, len(h), *(len(r[i]) for r in rows)))) for i, h in enumerate(header)]
     lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
              "|" + "|".join(("-" * (w - 1) + ":") if n else (":" + "-" * (w - 1))
                             for n, w in zip(numeric, widths)) + "|"]
