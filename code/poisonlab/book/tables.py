@@ -38,7 +38,7 @@ def _longest_token(cells) -> int:
     return max((len(t) for c in cells for t in str(c).split()), default=1)
 
 
-def markdown_table(df, floatfmt=None, *, index=None):
+def markdown_table(df, floatfmt=None, *, index=None, nowrap=()):
     """A DataFrame as a Markdown table (IPython Markdown): numbers through `fmt` (or `floatfmt`).
 
     floatfmt: None (3 significant digits), an int (significant digits), a format spec (".2f")
@@ -63,8 +63,10 @@ def markdown_table(df, floatfmt=None, *, index=None):
     # pandoc sizes the columns of a wide table by the dashes of this line (HTML and PDF alike). A column
     # needs at least its longest unbreakable token (a number, a word), or the PDF prints it over its
     # neighbour; beyond that a text column wraps, so its share is capped and numbers keep theirs
+    # (`nowrap`: columns of numbers with their intervals, kept on one line up to 40 characters)
     widths = [max(_longest_token([h, *(r[i] for r in rows)]),
-                  min(TEXT_WIDTH, max(4, len(h), *(len(r[i]) for r in rows)))) for i, h in enumerate(header)]
+                  min(40 if h in nowrap else TEXT_WIDTH, max(4, len(h), *(len(r[i]) for r in rows))))
+              for i, h in enumerate(header)]
     lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
              "|" + "|".join(("-" * (w - 1) + ":") if n else (":" + "-" * (w - 1))
                             for n, w in zip(numeric, widths)) + "|"]
@@ -102,7 +104,8 @@ def laws_table(laws, digits: int = 3):
                                 + (f" (tol {fmt(r.tol, digits)})" if pd.notna(r.tol) else ""),
              "detectable": fmt(r.detectable, 2), "verdict": verdict(r)} for r in laws.itertuples()]
     return markdown_table(pd.DataFrame.from_records(
-        rows, columns=["statement", "how", "predicted", "fitted (95% CI)", "detectable", "verdict"]), index=False)
+        rows, columns=["statement", "how", "predicted", "fitted (95% CI)", "detectable", "verdict"]), index=False,
+        nowrap=("predicted", "fitted (95% CI)", "detectable"))
 
 
 def _version(module: str) -> str:
