@@ -95,16 +95,18 @@ def attack_loss(logits: Tensor, y: Tensor, loss: str = "ce", temperature: float 
     true = logits.gather(1, y[:, None])[:, 0]
     other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf).amax(1)
     per = (other - true) / T
-    return per.mean() if reduction == "mean" else per
+    return per.mean() if reduction == "mean" else per.sum() if reduction == "sum" else per
 
 
 def input_gradient(model: nn.Module, X: Tensor, y: Tensor, loss: str = "ce", temperature: float = 1.0) -> Tensor:
-    """d loss / d X of the batch-mean attack loss (the scale is irrelevant to the attacks: signs and
-    directions)."""
+    """d loss / d X of the batch-summed attack loss: each row is its own example's gradient, unscaled by the
+    batch size (a mean would divide tiny gradients towards float underflow, so that whether a gradient is
+    exactly zero would depend on how many images are attacked together; the attacks use only signs and
+    directions, which the scale does not change)."""
     X, y = _check(X, y)
     with _eval(model):
         Xg = X.clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(attack_loss(model(Xg), y, loss, temperature), Xg)
+        (g,) = torch.autograd.grad(attack_loss(model(Xg), y, loss, temperature, reduction="sum"), Xg)
     return g
 
 
@@ -173,18 +175,25 @@ def accuracy(model: nn.Module, X: Tensor, y: Tensor, chunk: int = 4096) -> float
     return float(metrics.accuracy(logits, y))
 
 
-def fgsm_curve(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="inf", loss: str = "ce",
-               temperature: float = 1.0, box=BOX) -> Tensor:
-    """Accuracy under FGSM at each eps of `eps_values`: one input gradient serves every eps (the direction
-    does not depend on eps), so the cost is one backward pass and one forward pass per eps."""
+def fgsm_budgets(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="inf", loss: str = "ce",
+                 temperature: float = 1.0, box=BOX) -> Tensor:
+    """FGSM at every eps of `eps_values` from one input gradient (the direction does not depend on eps):
+    adversarial inputs of shape (len(eps_values), B, ...), row e equal to fgsm(..., eps_values[e])."""
     X, y = _check(X, y)
     p = check_norm(norm)
     eps_values = validate.finite_array("eps_values", eps_values).ravel()
     if eps_values.size == 0 or (eps_values < 0).any():
         raise ValueError("eps_values must hold at least one budget, each >= 0")
     direction = _step(input_gradient(model, X, y, loss, temperature), p)
-    return torch.tensor([accuracy(model, _clip(X + float(e) * direction, box), y) for e in eps_values],
-                        dtype=torch.float64)
+    return torch.stack([_clip(X + _eps(float(e), X) * direction, box) for e in eps_values])
+
+
+def fgsm_curve(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="inf", loss: str = "ce",
+               temperature: float = 1.0, box=BOX) -> Tensor:
+    """Accuracy under FGSM at each eps of `eps_values`: one input gradient serves every eps, so the cost is
+    one backward pass and one forward pass per eps."""
+    advs = fgsm_budgets(model, X, y, eps_values, norm=norm, loss=loss, temperature=temperature, box=box)
+    return torch.tensor([accuracy(model, adv, y) for adv in advs], dtype=torch.float64)
 
 
 def pgd(model: nn.Module, X: Tensor, y: Tensor, eps, *, steps: int, step_size, norm="inf",
@@ -219,7 +228,7 @@ def pgd(model: nn.Module, X: Tensor, y: Tensor, eps, *, steps: int, step_size, n
                 adv = _clip(adv + _random_start(X, e, p, g), box)
             for _ in range(steps):
                 adv.requires_grad_(True)
-                (grad,) = torch.autograd.grad(attack_loss(model(adv), y, loss, temperature), adv)
+                (grad,) = torch.autograd.grad(attack_loss(model(adv), y, loss, temperature, "sum"), adv)
                 adv = adv.detach() + a * _step(grad, p)
                 adv = _clip(X + project(adv - X, e if e.ndim == 0 else e.reshape(-1), p), box)
             with torch.no_grad():
@@ -270,7 +279,7 @@ def lp_descent(model: nn.Module, X: Tensor, y: Tensor, budget, *, norm="2", step
             if bool(done.all()):
                 break
             adv.requires_grad_(True)
-            (grad,) = torch.autograd.grad(attack_loss(model(adv), y, loss), adv)
+            (grad,) = torch.autograd.grad(attack_loss(model(adv), y, loss, reduction="sum"), adv)
             r = _sphere((adv.detach() - X) + step_size * _step(grad, p), b, p)
             new = _clip(X + r, box)
             adv = torch.where(_per_example(done, X), adv.detach(), new)

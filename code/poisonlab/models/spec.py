@@ -11,6 +11,7 @@ models.make_model(kind, ..., seed) does, with the same state-dict keys.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
@@ -158,6 +159,24 @@ class Spec:
                                                             generator=g)
         return out
 
+    def sequential(self, params: dict | None = None) -> nn.Sequential:
+        """One model as an nn.Sequential of torch layers (nn.Linear, nn.Conv2d, ...; the parameter-free layers
+        wrapped), loaded with `params` if given: for code that looks for torch layer types (the Lipschitz
+        bound's layer norms, reference libraries). A layer named "" is the child "layer"."""
+        values = self.init(0) if params is None else params
+        children = {}
+        for i, (prefix, layer) in enumerate(zip(self.prefixes, self.layers)):
+            name = prefix[:-1] or ("layer" if layer.shapes else str(i))
+            if layer.shapes:
+                child = layer.torch()
+                with torch.no_grad():
+                    for k in layer.shapes:
+                        getattr(child, k).copy_(values[prefix + k])
+            else:
+                child = _Call(layer)
+            children[name] = child
+        return nn.Sequential(OrderedDict(children))
+
     def module(self, params: dict | None = None) -> nn.Module:
         """One model as an nn.Module (state-dict keys as here), loaded with `params` if given."""
         return SpecModule(self, params)
@@ -200,6 +219,20 @@ class Spec:
         if len(shape) == 2:
             shape = (1, *shape)
         return cls.cnn(shape, out_dim, tuple(hidden) or (16, 32))
+
+
+class _Call(nn.Module):
+    """A parameter-free spec layer (ReLU, pooling, reshaping, dropout) as an nn.Module."""
+
+    def __init__(self, layer: Layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer({}, x, self.training)
+
+    def extra_repr(self):
+        return type(self.layer).__name__
 
 
 class SpecModule(nn.Module):
