@@ -17,7 +17,8 @@ class Sizes:
     epochs: dict[str, int]
     lr: float
     n_test: dict[str, int]  # attacked test images per model (PGD sweeps on the CNNs are the costly ones)
-    budget_images: int
+    budget_images: int  # minimal budgets searched per model and repeat in the source's attack's sweeps
+    sweep_budget_images: int  # in every other sweep (its mean_min_budget metric)
     eps_inf: list[float]  # FGSM curves
     eps_pgd: list[float]  # PGD curves (L_inf)
     eps_l2: list[float]  # PGD curves (L2)
@@ -41,14 +42,15 @@ FULL = Sizes(
     n_train=10_000,
     epochs={"linear": 5, "mlp": 5, "mlp-dropout": 5, "cnn": 4, "cnn-dropout": 4},
     lr=3e-3,
-    n_test={"linear": 1000, "mlp": 1000, "mlp-dropout": 1000, "cnn": 300, "cnn-dropout": 300},
+    n_test={"linear": 500, "mlp": 500, "mlp-dropout": 500, "cnn": 200, "cnn-dropout": 200},
     budget_images=50,
+    sweep_budget_images=10,
     eps_inf=[0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3],
     eps_pgd=[0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3],
     eps_l2=[0.0, 0.5, 1.0, 1.5, 2.0, 3.0],
     pgd_steps=10,
     restarts=4,
-    restart_models=("mlp", "cnn"),
+    restart_models=("mlp",),
     lp_budgets={"inf": [0.025, 0.05, 0.1, 0.15, 0.2], "2": [0.5, 1.0, 1.5, 2.0, 3.0], "1": [2.0, 5.0, 10.0, 15.0, 20.0]},
     lp_models=("mlp", "cnn"),
     temperatures=[1.0, 20.0, 50.0, 70.0, 90.0],
@@ -66,8 +68,9 @@ QUICK = replace(
     FULL,
     sweep_repeats=3,
     epochs={**FULL.epochs, "cnn": 1, "cnn-dropout": 1},
-    n_test={"linear": 1000, "mlp": 1000, "mlp-dropout": 300, "cnn": 100, "cnn-dropout": 100},
+    n_test={"linear": 500, "mlp": 500, "mlp-dropout": 300, "cnn": 100, "cnn-dropout": 100},
     budget_images=10,
+    sweep_budget_images=5,
     eps_pgd=[0.0, 0.05, 0.1, 0.2],
     eps_l2=[0.0, 1.0, 2.0],
     restarts=2,

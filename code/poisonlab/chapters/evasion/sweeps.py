@@ -10,10 +10,12 @@ from .pipeline import MODELS, parameters
 from .sizes import SIZES
 
 
-def base(S, model: str) -> dict:
-    """What every sweep of `model` fixes: its training (subset, epochs, learning rate) and attacked images."""
+def base(S, model: str, budget_images: int | None = None) -> dict:
+    """What every sweep of `model` fixes: its training (subset, epochs, learning rate), the attacked images and
+    how many of them get a minimal budget (default S.sweep_budget_images)."""
+    b = S.sweep_budget_images if budget_images is None else budget_images
     return {"model": model, "n_train": S.n_train, "epochs": S.epochs[model], "lr": S.lr,
-            "n_test": S.n_test[model], "budget_images": min(S.budget_images, S.n_test[model])}
+            "n_test": S.n_test[model], "budget_images": min(b, S.n_test[model])}
 
 
 def _sweeps(S) -> dict[str, SweepSpec]:
@@ -29,7 +31,8 @@ def _sweeps(S) -> dict[str, SweepSpec]:
                                                        "steps": S.pgd_steps}, R)
     for m in S.lp_models:
         for p, budgets in S.lp_budgets.items():
-            out[f"lp{p}-{m}"] = SweepSpec({"eps": budgets}, {**base(S, m), "attack": "lp-descent", "norm": p}, R)
+            out[f"lp{p}-{m}"] = SweepSpec({"eps": budgets}, {**base(S, m, S.budget_images), "attack": "lp-descent",
+                                                              "norm": p}, R)
     for how, attack in (("ignored", "fgsm"), ("known", "fgsm"), ("known", "margin")):
         fixed = {**base(S, "mlp"), "attack": attack, "attacker_temperature": how, "eps": S.temperature_eps}
         if attack == "margin":
