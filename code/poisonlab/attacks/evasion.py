@@ -191,9 +191,16 @@ def fgsm_budgets(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="in
 def fgsm_curve(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="inf", loss: str = "ce",
                temperature: float = 1.0, box=BOX) -> Tensor:
     """Accuracy under FGSM at each eps of `eps_values`: one input gradient serves every eps, so the cost is
-    one backward pass and one forward pass per eps."""
-    advs = fgsm_budgets(model, X, y, eps_values, norm=norm, loss=loss, temperature=temperature, box=box)
-    return torch.tensor([accuracy(model, adv, y) for adv in advs], dtype=torch.float64)
+    one backward pass and one forward pass per eps (the budgets' inputs are made one at a time: stacking
+    them all would only add memory traffic)."""
+    X, y = _check(X, y)
+    p = check_norm(norm)
+    eps_values = validate.finite_array("eps_values", eps_values).ravel()
+    if eps_values.size == 0 or (eps_values < 0).any():
+        raise ValueError("eps_values must hold at least one budget, each >= 0")
+    direction = _step(input_gradient(model, X, y, loss, temperature), p)
+    return torch.tensor([accuracy(model, _clip(X + _eps(float(e), X) * direction, box), y) for e in eps_values],
+                        dtype=torch.float64)
 
 
 def pgd(model: nn.Module, X: Tensor, y: Tensor, eps, *, steps: int, step_size, norm="inf",

@@ -5,7 +5,9 @@ import math
 
 from .pipeline import CHANNELS, CLASSES, HIDDEN, IN_SHAPE, parameters
 
-ATTACKED_ROWS = 40_000  # rows attacked at once (experiment.CHUNK)
+# rows attacked at once (experiment.CHUNK): on 2 CPU cores PGD on 40,000 rows at once took twice as long as on
+# 10,000 rows four times (the tensors of a large batch outgrow the caches; benchmarks/bench_evasion.py)
+ATTACKED_ROWS = 10_000
 
 
 def _forward_flops(model: str) -> float:
