@@ -100,6 +100,8 @@ CASES = {
                          "index.qmd:5: citation @nobody2020 is not in the bibliography"),
     "inline expression opens a line": (dict(index_dot_qmd=INDEX + "\nThe count is\n`{python} 1`. Then more.\n"),
                                        "index.qmd:6: inline `{python}` expression at the start of a line"),
+    "control character": (dict(index_dot_qmd=INDEX + "\nA fraction $\x07lpha$ of the data.\n"),
+                          "index.qmd:5: control character in the text"),
 }
 
 

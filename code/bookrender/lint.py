@@ -20,6 +20,7 @@ LABEL = re.compile(r"\{[^{}\n]*?#([^\s{}]+)[^{}\n]*\}")
 DOUBLED = re.compile(r"\b(Figures?|Fig\.|Tables?|Tab\.|Equations?|Eqs?\.|Sections?|Sec\.)\s+\[?@(fig|tbl|eq|sec)-",
                      re.IGNORECASE)
 CROSSREF = ("fig", "tbl", "eq", "sec")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SKIP_DIRS = {"_preview", "_book", "_freeze", ".venv", "node_modules", "site-packages"}
 
 
@@ -118,6 +119,9 @@ def check_markdown(block: qmd.Block, path: Path, root: Path, rel: str, found: Fi
             else:
                 found.add(f"{rel}:{block.line + offset}", f"included file {m.group(1)} not found")
     for offset, line in enumerate(block.text.split("\n")):
+        if CONTROL.search(line):  # e.g. "\a" of "\alpha" written through a Python string: TeX stops on it
+            found.add(f"{rel}:{block.line + offset}", "control character in the text (a backslash escape "
+                                                       "that a program turned into a character?)")
         if INLINE_AT_START.match(line):
             # a value such as "1" followed by ". " would turn the line into a list item, in Quarto too
             found.add(f"{rel}:{block.line + offset}", "inline `{python}` expression at the start of a line: "
