@@ -132,7 +132,8 @@ def laws_numbers(chapter) -> list[str]:
 def test_every_laws_table_entry_appears_in_the_pdf(chapter, pdf_text):
     values = laws_numbers(ROOT / chapter)
     laws = importlib.import_module(f"poisonlab.chapters.{Path(chapter).stem.replace('-', '_')}.laws").LAWS
-    assert len(values) == 2 * len(laws) > 0, f"{chapter}: its laws table (predicted, fitted per law) not found whole"
+    # the closing table shows each law once (some chapters show partial tables before it)
+    assert len(values) >= 2 * len(laws) > 0, f"{chapter}: its laws table (predicted, fitted per law) not found whole"
     text = flat(pdf_text)
     missing = [v for v in values if flat(v) not in text]
     assert not missing, f"{chapter}: {len(missing)} of {len(values)} laws-table entries not in the PDF: {missing[:6]}"
