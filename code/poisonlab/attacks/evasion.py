@@ -175,16 +175,21 @@ def accuracy(model: nn.Module, X: Tensor, y: Tensor, chunk: int = 4096) -> float
     return float(metrics.accuracy(logits, y))
 
 
-def fgsm_budgets(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="inf", loss: str = "ce",
-                 temperature: float = 1.0, box=BOX) -> Tensor:
-    """FGSM at every eps of `eps_values` from one input gradient (the direction does not depend on eps):
-    adversarial inputs of shape (len(eps_values), B, ...), row e equal to fgsm(..., eps_values[e])."""
+def _fgsm_direction(model, X, y, eps_values, norm, loss, temperature):
+    """The checked inputs, the budgets as an array and FGSM's direction (of unit p-norm) at X."""
     X, y = _check(X, y)
     p = check_norm(norm)
     eps_values = validate.finite_array("eps_values", eps_values).ravel()
     if eps_values.size == 0 or (eps_values < 0).any():
         raise ValueError("eps_values must hold at least one budget, each >= 0")
-    direction = _step(input_gradient(model, X, y, loss, temperature), p)
+    return X, y, eps_values, _step(input_gradient(model, X, y, loss, temperature), p)
+
+
+def fgsm_budgets(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="inf", loss: str = "ce",
+                 temperature: float = 1.0, box=BOX) -> Tensor:
+    """FGSM at every eps of `eps_values` from one input gradient (the direction does not depend on eps):
+    adversarial inputs of shape (len(eps_values), B, ...), row e equal to fgsm(..., eps_values[e])."""
+    X, y, eps_values, direction = _fgsm_direction(model, X, y, eps_values, norm, loss, temperature)
     return torch.stack([_clip(X + _eps(float(e), X) * direction, box) for e in eps_values])
 
 
@@ -193,12 +198,7 @@ def fgsm_curve(model: nn.Module, X: Tensor, y: Tensor, eps_values, *, norm="inf"
     """Accuracy under FGSM at each eps of `eps_values`: one input gradient serves every eps, so the cost is
     one backward pass and one forward pass per eps (the budgets' inputs are made one at a time: stacking
     them all would only add memory traffic)."""
-    X, y = _check(X, y)
-    p = check_norm(norm)
-    eps_values = validate.finite_array("eps_values", eps_values).ravel()
-    if eps_values.size == 0 or (eps_values < 0).any():
-        raise ValueError("eps_values must hold at least one budget, each >= 0")
-    direction = _step(input_gradient(model, X, y, loss, temperature), p)
+    X, y, eps_values, direction = _fgsm_direction(model, X, y, eps_values, norm, loss, temperature)
     return torch.tensor([accuracy(model, _clip(X + _eps(float(e), X) * direction, box), y) for e in eps_values],
                         dtype=torch.float64)
 
