@@ -57,13 +57,13 @@ def main(argv=None) -> int:
     assert np.allclose(ours.numpy(), ref), "FGSM curves differ"
     print(f"FGSM curve: ours {ours_t:.2f} s, torchattacks loop {ref_t:.2f} s, ratio {ref_t / ours_t:.1f}x")
 
-    def ours_pgd():  # every budget in one program, run in chunks of the chapter's size (experiment.CHUNK rows)
+    def ours_pgd():  # every budget in one program, run in chunks of the chapter's size (pipeline.CHUNK rows)
         B = len(y)
         rows, labels = X.repeat(len(eps), 1, 1, 1), y.repeat(len(eps))
         e = torch.tensor(eps, dtype=X.dtype).repeat_interleave(B)
         right = []
-        for s in range(0, len(rows), experiment.CHUNK):
-            part = slice(s, s + experiment.CHUNK)
+        for s in range(0, len(rows), pipeline.CHUNK):
+            part = slice(s, s + pipeline.CHUNK)
             adv = evasion.pgd(model, rows[part], labels[part], e[part], steps=args.steps,
                               step_size=2.5 * e[part] / args.steps)
             with torch.no_grad():

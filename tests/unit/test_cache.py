@@ -325,3 +325,12 @@ def test_tensors_are_computed_once_then_read_and_a_bad_file_is_a_miss(folder):
     with pytest.raises(ValueError, match="compute must return"):
         cache.tensors("trained", [{"a": 3.0}], lambda: {"w": [1, 2]})
     assert cache.clear("trained") == 2
+
+
+def test_a_chapter_key_covers_the_chapters_whose_code_it_runs():
+    """The compression chapter runs the evasion chapter's models and attacks (USES): an edit there must re-run
+    its sweeps, so the evasion package is part of its source hash, and no other chapter's package is."""
+    from poisonlab.lab import cache as lab_cache
+
+    assert lab_cache._uses("poisonlab.chapters.compression_robustness") == ["poisonlab.chapters.evasion"]
+    assert lab_cache._uses("poisonlab.chapters.linear_regression") == []

@@ -49,7 +49,8 @@ def _files_hash(root: Path, files) -> str:
 
 def source_hash(name: str | None = None) -> str:
     """SHA-256 of the .py files of the installed poisonlab package that compute results (paths and contents),
-    and, for the experiment of a chapter (`name`, its CLI name), of that chapter's package; once per process.
+    and, for the experiment of a chapter (`name`, its CLI name), of that chapter's package and of the chapters
+    it declares it uses (USES in its __init__.py); once per process.
 
     Editing one chapter re-runs none of another chapter's sweeps; editing the engine re-runs them all.
     """
@@ -59,10 +60,22 @@ def source_hash(name: str | None = None) -> str:
                  and not p.relative_to(root).as_posix().startswith(LEFT_OUT)]
         module = _chapter_module(name)
         if module is not None:
-            package = root.joinpath(*module.split(".")[1:-1])
-            files += [p for p in package.rglob("*.py") if "__pycache__" not in p.parts]
+            package = module.rsplit(".", 1)[0]
+            for used in (package, *_uses(package)):  # the chapter and the chapters whose code it runs
+                folder = root.joinpath(*used.split(".")[1:])
+                files += [p for p in folder.rglob("*.py") if "__pycache__" not in p.parts]
         _SOURCE_HASH[name] = _files_hash(root, files)
     return _SOURCE_HASH[name]
+
+
+def _uses(package: str) -> list[str]:
+    """The packages of the chapters whose code chapter `package` imports (its __init__'s USES, their aliases)."""
+    import importlib
+
+    from . import experiment
+
+    aliases = getattr(importlib.import_module(package), "USES", ())
+    return [experiment.chapters()[a] for a in aliases]
 
 
 def _chapter_module(name: str | None) -> str | None:

@@ -168,6 +168,19 @@ def check_kept(configs, keeps) -> None:
                                  f"({name} = {c[name]}); give a smaller --drop")
 
 
+def by_training(configs: list[dict], run: Callable[[list[dict]], list[dict]], varying=("eps", "seed")) -> list[dict]:
+    """Metrics of every configuration, `run` called once per group of configurations equal in everything but
+    `varying` (what models trained together, or one trained model attacked at many budgets, may differ in)."""
+    groups: dict = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(tuple((k, _hashable(v)) for k, v in c.items() if k not in varying), []).append(i)
+    out: list = [None] * len(configs)
+    for members in groups.values():
+        for i, metrics in zip(members, run([configs[i] for i in members])):
+            out[i] = metrics
+    return out
+
+
 def check_finite(name: str, config: dict, metrics: dict) -> None:
     bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
     if bad:

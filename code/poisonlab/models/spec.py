@@ -41,12 +41,15 @@ class Linear(Layer):
 
 
 class Conv2d(Layer):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+    """A convolution; kernel_size k (square) or (kh, kw): Tai et al.'s low-rank layers are k x 1 and 1 x k."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1, padding: int = 0,
                  bias: bool = True, name: str | None = None):
         self.name, self.stride, self.padding = name, stride, padding
-        self.args = (int(in_channels), int(out_channels), int(kernel_size))
-        k = self.args[2]
-        self.shapes = {"weight": (self.args[1], self.args[0], k, k)} | ({"bias": (self.args[1],)} if bias else {})
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.args = (int(in_channels), int(out_channels), (int(kh), int(kw)))
+        self.shapes = {"weight": (self.args[1], self.args[0], int(kh), int(kw))} | (
+            {"bias": (self.args[1],)} if bias else {})
 
     def __call__(self, params, x, training):
         return F.conv2d(x, params["weight"], params.get("bias"), self.stride, self.padding)

@@ -129,6 +129,14 @@ COLUMNS = ["statement", "how", "predicted", "fitted", "lo", "hi", "tol", "agrees
            "verdict"]
 
 
+def exceptions(laws: dict, reasons: dict) -> pd.DataFrame:
+    """The laws (name -> Law) whose verdict is not "yes", with the reason a chapter declares for each (its
+    DISAGREES and UNRESOLVED, merged in `reasons`): the table beside a chapter's laws table."""
+    rows = [{"law": name, "verdict": found.verdict, "why": reasons.get(name, "(no reason declared)")}
+            for name, found in laws.items() if found.verdict != "yes"]
+    return pd.DataFrame(rows, columns=["law", "verdict", "why"])
+
+
 def holm(p) -> np.ndarray:
     """Holm's step-down adjusted p-values: rejecting where they are < a keeps the chance of any false
     rejection among all the laws <= a."""

@@ -38,7 +38,7 @@ def train_batched(X: Tensor, y: Tensor, *, model: str | Spec = "linear", hidden=
                   epochs: int, lr, batch_size: int, seeds, init=None, in_shape=None, out_dim=None,
                   aggregate="mean", trim: float = 0.1, record_every: int | None = None,
                   configs: list[dict] | None = None, objective=None, optimizer=None, device=None,
-                  callback=None, _path: str | None = None) -> BatchedModel:
+                  callback=None, step_hook=None, _path: str | None = None) -> BatchedModel:
     """Train K independent models on X (K, n, ...), y (K, n, ...) by minibatch SGD, as K runs of `train`.
 
     model: "linear" | "mlp" (with hidden widths) | "cnn" (hidden: its two channel counts), the shorthands
@@ -61,7 +61,7 @@ def train_batched(X: Tensor, y: Tensor, *, model: str | Spec = "linear", hidden=
                               batch_size=batch_size, seeds=seeds, init=init, in_shape=in_shape, out_dim=out_dim,
                               aggregate=aggregate, trim=trim, record_every=record_every, configs=configs,
                               fast=fast, objective=objective, optimizer=optimizer, device=device,
-                              callback=callback)
+                              callback=callback, step_hook=step_hook)
 
 
 @contextlib.contextmanager
@@ -96,7 +96,7 @@ def check_device(device) -> torch.device:
 
 def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, seeds, init, in_shape, out_dim,
                    aggregate, trim, record_every, configs, fast, objective, optimizer, device,
-                   callback) -> BatchedModel:
+                   callback, step_hook) -> BatchedModel:
     spec = model if isinstance(model, Spec) else None
     if spec is not None:
         model, fast = "spec", False
@@ -122,6 +122,8 @@ def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, 
         raise ValueError(f"objective must be callable (forward, params, buffers, Xb, Yb) -> (K, B), got {objective!r}")
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable (epoch, params, history), got {callback!r}")
+    if step_hook is not None and not callable(step_hook):
+        raise ValueError(f"step_hook must be callable (step, params), got {step_hook!r}")
     opt = optim.resolve(optimizer)
     dev = check_device(device)
 
@@ -138,7 +140,7 @@ def _train_batched(X, y, *, model, hidden, loss, delta, epochs, lr, batch_size, 
     params = {k: v.to(dev) for k, v in params.items()}
     buffers = {k: v.to(dev) for k, v in buffers.items()}
     run = dict(lr=lr, epochs=epochs, batch_size=batch_size, perms=perms, aggregate=agg,
-               record_every=record_every, optimizer=opt, callback=callback)
+               record_every=record_every, optimizer=opt, callback=callback, step_hook=step_hook)
     if fast and objective is None and isinstance(opt, optim.SGD) and opt.plain:
         params, history, trajectory, steps, start = _fast_linear(X.reshape(K, n, in_dim), Y, params, names=names,
                                                                  delta=delta, **run)
@@ -175,7 +177,7 @@ def _stop(callback, e, params, history) -> bool:
 
 
 def _fast_linear(X, Y, params, *, names, delta, lr, epochs, batch_size, perms, aggregate, record_every,
-                 optimizer, callback):
+                 optimizer, callback, step_hook):
     """SGD on K linear models without autograd: pred = [x, 1] theta^T, grad theta = g^T [x, 1] / B."""
     K, n, d = X.shape
     dev = X.device
@@ -231,6 +233,8 @@ def _fast_linear(X, Y, params, *, names, delta, lr, epochs, batch_size, perms, a
             if step == 0:  # the loss at the starting parameters (first minibatch): divergence's reference
                 start = total / (Xb.shape[1] * (m if fused_mse else 1))
             step += 1
+            if step_hook is not None:
+                step_hook(step, view)
             if record is not None and step % record_every == 0:
                 record.append(theta.clone())
         total.div_(n * m if fused_mse else n)
@@ -254,7 +258,7 @@ def _fast_linear(X, Y, params, *, names, delta, lr, epochs, batch_size, perms, a
 
 
 def _generic(X, Y, params, buffers, base, *, objective, erm, names, delta, lr, epochs, batch_size, perms, aggregate,
-             record_every, optimizer, callback):
+             record_every, optimizer, callback, step_hook):
     """K stacked models of any Spec: vmap over the spec's forward, autograd, the optimiser's step in place."""
     K, n = X.shape[:2]
     params = {k: v.requires_grad_(True) for k, v in params.items()}
@@ -300,6 +304,9 @@ def _generic(X, Y, params, buffers, base, *, objective, erm, names, delta, lr, e
             if step == 0:  # the loss at the starting parameters (first minibatch): divergence's reference
                 start = total / Xb.shape[1]
             step += 1
+            if step_hook is not None:
+                with torch.no_grad():
+                    step_hook(step, params)
             if record is not None and step % record_every == 0:
                 record.append({k: v.detach().clone() for k, v in params.items()})
         total.div_(n)

@@ -129,6 +129,26 @@ class Tempered:
         return f"Tempered(T={self.T}, base={self.base!r})"
 
 
+class Penalised:
+    """A base objective plus weight * penalty(params): penalty maps one model's parameters (a dict) to a scalar,
+    and each example's loss carries it, so that the minibatch mean is the base mean plus weight * penalty
+    (Langenberg et al.'s nuclear-norm regulariser: models.compress.nuclear_norm)."""
+
+    def __init__(self, weight: float, penalty, base=None):
+        self.weight = validate.non_negative("weight", weight)
+        if not callable(penalty):
+            raise ValueError(f"penalty must be callable (params) -> scalar, got {penalty!r}")
+        self.penalty, self.base = penalty, (ERM() if base is None else base)
+        self._batched = torch.func.vmap(penalty)
+
+    def __call__(self, forward, params, buffers, Xb, Yb):
+        per = self.base(forward, params, buffers, Xb, Yb)
+        return per + self.weight * self._batched(params).unsqueeze(1)
+
+    def __repr__(self):
+        return f"Penalised(weight={self.weight}, penalty={getattr(self.penalty, '__name__', self.penalty)!r}, base={self.base!r})"
+
+
 def _groups(names, like: Tensor):
     """(name, mask (K, 1, 1)) for each loss used; a single loss needs no mask."""
     unique = list(dict.fromkeys(names))

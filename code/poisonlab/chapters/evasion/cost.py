@@ -3,11 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .pipeline import CHANNELS, CLASSES, HIDDEN, IN_SHAPE, parameters
-
-# rows attacked at once (experiment.CHUNK): on 2 CPU cores PGD on 40,000 rows at once took twice as long as on
-# 10,000 rows four times (the tensors of a large batch outgrow the caches; benchmarks/bench_evasion.py)
-ATTACKED_ROWS = 10_000
+from .pipeline import CHANNELS, CHUNK as ATTACKED_ROWS, CLASSES, HIDDEN, IN_SHAPE, parameters
 
 
 def _forward_flops(model: str) -> float:

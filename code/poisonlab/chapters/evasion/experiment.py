@@ -26,28 +26,29 @@ import torch
 from ... import validate
 from ...errors import ParameterError
 from ...lab import cache
-from ...lab.experiment import Experiment, Param, register
-from .cost import ATTACKED_ROWS, cost
-from .pipeline import (ATTACKS, MAX_BUDGET, MODELS, Stacked, adversarial, attacker_temperature, predictions, repeat,
-                       seeds_of, split, train_models, zero_gradients)
+from ...lab.experiment import Experiment, Param, by_training, register
+from .cost import cost
+from .pipeline import (ATTACKS, MAX_BUDGET, MODELS, adversarial, attack_grid, predictions, repeat, seeds_of, split,
+                       train_models, zero_gradients)
 from ...attacks import evasion
 
 __all__ = ["EXPERIMENT", "PARAMS", "METRICS", "fit", "MODELS", "ATTACKS"]
 
 METRICS = ("clean_accuracy", "adversarial_accuracy", "success_rate", "mean_min_budget", "grad_zero_fraction",
            "train_accuracy", "val_accuracy", "seconds_per_epoch")
-CHUNK = ATTACKED_ROWS  # attacked rows (models x budgets x images) per pass: bounds the CNNs' activations in memory
 BISECTION = 10  # bisection steps of the minimal budget: to within max_budget / 2^10
 
 
-def _n_train(name, value):
+def check_n_train(name, value):
+    """A number of training images: at most the 50,000 of MNIST's (and Fashion-MNIST's) training part."""
     value = validate.positive_int(name, value)
     if value > 50_000:
         raise ValueError(f"{name} must be at most 50000 (MNIST's training part), got {value}")
     return value
 
 
-def _n_test(name, value):
+def check_n_test(name, value):
+    """A number of test images: at most the 10,000 of MNIST's (and Fashion-MNIST's) test set."""
     value = validate.positive_int(name, value)
     if value > 10_000:
         raise ValueError(f"{name} must be at most 10000 (MNIST's test set), got {value}")
@@ -78,8 +79,8 @@ PARAMS = (
     Param("lr", 1e-3, float, "Adam learning rate", validate.positive32, batch=False),
     Param("batch_size", 128, int, "minibatch size", validate.positive_int, batch=False),
     Param("n_train", None, int, "train on a stratified random subset of this many of the 50,000 training "
-          "images (default: all)", validate.optional(_n_train), batch=False),
-    Param("n_test", 1000, int, "attack the first n_test test images", _n_test, batch=False),
+          "images (default: all)", validate.optional(check_n_train), batch=False),
+    Param("n_test", 1000, int, "attack the first n_test test images", check_n_test, batch=False),
     Param("budget_images", 100, int, "the minimal budget is searched for the first budget_images attacked images",
           validate.positive_int, batch=False),
     Param("max_budget", None, float, "the upper end of the minimal-budget bisection (default 0.5, 10 or 100 for "
@@ -104,40 +105,6 @@ def _check(config: dict) -> None:
     if config["budget_images"] > config["n_test"]:
         raise ParameterError("budget_images", f"budget_images must be at most n_test={config['n_test']}, "
                              f"got {config['budget_images']}")
-
-
-def _attack_all(module, X, y, eps_values, config, seeds) -> torch.Tensor:
-    """Predicted classes (K, E, n) of each model on its adversarial images at each budget: the K models, E
-    budgets and n images as one batch of rows (in chunks of images), or model by model with random restarts
-    (each repeat's own seeded starts)."""
-    K, E, n = module.K, len(eps_values), len(X)
-    out = torch.empty(K, E, n, dtype=torch.long)
-    if K > 1 and config["restarts"] > 1 and config["attack"] in ("pgd", "margin"):
-        return torch.stack([_attack_all(_one(module, k), X, y, eps_values, config, seeds[k:k + 1])[0]
-                            for k in range(K)])
-    if config["attack"] == "fgsm":  # one input gradient per image serves every budget
-        step = max(1, CHUNK // (K * max(E, 2)))
-        for s in range(0, n, step):
-            rows, labels = repeat(X[s:s + step], K), y[s:s + step].repeat(K)
-            advs = evasion.fgsm_budgets(module, rows, labels, eps_values, norm=config["norm"],
-                                        temperature=attacker_temperature(config))
-            out[:, :, s:s + step] = torch.stack([predictions(module, a).reshape(K, -1) for a in advs], 1)
-        return out
-    eps = torch.tensor(eps_values, dtype=X.dtype)
-    step = max(1, CHUNK // (K * E))
-    for s in range(0, n, step):
-        Xc, yc = X[s:s + step], y[s:s + step]
-        c = len(yc)
-        rows = Xc.unsqueeze(0).unsqueeze(0).expand(K, E, *Xc.shape).reshape(-1, *X.shape[1:])
-        labels = yc.expand(K, E, c).reshape(-1)
-        budgets = eps.reshape(1, E, 1).expand(K, E, c).reshape(-1)
-        adv = adversarial(module, rows, labels, budgets, config, seed=seeds[0])
-        out[:, :, s:s + c] = predictions(module, adv).reshape(K, E, c)
-    return out
-
-
-def _one(module, k):
-    return Stacked(module.spec, {name: v[k:k + 1] for name, v in module.params.items()})
 
 
 def min_budgets(configs: list[dict], module=None) -> torch.Tensor:
@@ -178,7 +145,7 @@ def _run(configs: list[dict]) -> list[dict]:
     X, y = X_test[:c0["n_test"]], y_test[:c0["n_test"]]
     attack_seeds = [seeds_of(s)["attack"] for s in seeds]
     eps_values = sorted({float(c["eps"]) for c in configs})
-    adv_pred = _attack_all(module, X, y, eps_values, c0, attack_seeds)  # (K, E, n)
+    adv_pred = attack_grid(module, X, y, eps_values, c0, attack_seeds)  # (K, E, n)
     right = (predictions(module, repeat(X, K)).reshape(K, -1) == y)  # (K, n)
     zero = zero_gradients(module, repeat(X, K), y.repeat(K), c0).reshape(K, -1).double().mean(1)
     b = c0["budget_images"]
@@ -204,15 +171,7 @@ def _run(configs: list[dict]) -> list[dict]:
 
 def fit(configs: list[dict]) -> list[dict]:
     """The experiment's fn: metrics of every configuration (models trained once per training setting)."""
-    groups: dict = {}
-    for i, c in enumerate(configs):
-        key = tuple((k, v if not isinstance(v, list) else tuple(v)) for k, v in c.items() if k not in ("eps", "seed"))
-        groups.setdefault(key, []).append(i)
-    out = [None] * len(configs)
-    for idx in groups.values():
-        for i, m in zip(idx, _run([configs[i] for i in idx])):
-            out[i] = m
-    return out
+    return by_training(configs, _run)
 
 
 def poisoned_count(config: dict) -> int:

@@ -89,9 +89,7 @@ UNRESOLVED: dict[str, str] = {}
 
 def exceptions_table(laws: dict) -> pd.DataFrame:
     """The laws (name -> Law) whose verdict is not "yes", with the reason declared in DISAGREES or UNRESOLVED."""
-    rows = [{"law": name, "verdict": found.verdict, "why": {**DISAGREES, **UNRESOLVED}.get(name, "(no reason declared)")}
-            for name, found in laws.items() if found.verdict != "yes"]
-    return pd.DataFrame(rows, columns=["law", "verdict", "why"])
+    return stats.exceptions(laws, {**DISAGREES, **UNRESOLVED})
 
 
 def interval(found: stats.Law) -> tuple:

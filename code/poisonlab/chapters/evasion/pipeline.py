@@ -23,6 +23,10 @@ DROPOUT = 0.5
 MODELS = ("linear", "mlp", "mlp-dropout", "cnn", "cnn-dropout")
 ATTACKS = ("fgsm", "pgd", "lp-descent", "margin")
 MAX_BUDGET = {"inf": 0.5, "2": 10.0, "1": 100.0}  # the bisection's upper end when --max-budget is not given
+# attacked rows (models x budgets x images) per pass: bounds the CNNs' activations in memory; on 2 CPU cores PGD on
+# 40,000 rows at once took twice as long as on 10,000 rows four times (the tensors of a large batch outgrow the
+# caches; benchmarks/bench_evasion.py)
+CHUNK = 10_000
 # what a trained model depends on (the cache key of its parameters)
 TRAINING = ("model", "temperature", "train_eps", "train_steps", "epochs", "lr", "batch_size", "n_train", "seed")
 
@@ -55,17 +59,18 @@ def seeds_of(seed: int) -> dict:
     return seed_streams(seed, 1_000_003, ("data", "model", "attack"))
 
 
-@functools.lru_cache(maxsize=4)
-def split(part: str) -> tuple[Tensor, Tensor]:
-    """MNIST's part "train" (the first 50,000 official training images), "val" (the last 10,000) or "test"."""
-    ds = data.load("mnist", part)
+@functools.lru_cache(maxsize=8)
+def split(part: str, dataset: str = "mnist") -> tuple[Tensor, Tensor]:
+    """MNIST's (or Fashion-MNIST's) part "train" (the first 50,000 official training images), "val" (the last
+    10,000) or "test"."""
+    ds = data.load(dataset, part)
     return ds.X, ds.y
 
 
 @functools.lru_cache(maxsize=16)
-def train_subset(n_train: int | None, seed: int) -> tuple[Tensor, Tensor]:
+def train_subset(n_train: int | None, seed: int, dataset: str = "mnist") -> tuple[Tensor, Tensor]:
     """The training images of one repeat: all 50,000, or a stratified subset of n_train drawn from its seed."""
-    X, y = split("train")
+    X, y = split("train", dataset)
     if n_train is None or n_train == len(y):
         return X, y
     keep = data.stratified_subset(y, n_train, seed=seeds_of(seed)["data"])
@@ -209,3 +214,38 @@ def zero_gradients(module: nn.Module, X: Tensor, y: Tensor, config: dict) -> Ten
     loss = "margin" if config["attack"] == "margin" else "ce"
     g = evasion.input_gradient(module, X, y, loss, attacker_temperature(config))
     return (g.reshape(len(g), -1) == 0).all(1)
+
+
+def attack_grid(module, X, y, eps_values, config, seeds) -> torch.Tensor:
+    """Predicted classes (K, E, n) of each model of a Stacked module on its adversarial images at each budget
+    (the attack of `config`, see `adversarial`): the K models, E budgets and n images as one batch of rows (in
+    chunks of CHUNK rows), or model by model with random restarts (each repeat's own seeded starts)."""
+    K, E, n = module.K, len(eps_values), len(X)
+    out = torch.empty(K, E, n, dtype=torch.long)
+    if K > 1 and config["restarts"] > 1 and config["attack"] in ("pgd", "margin"):
+        return torch.stack([attack_grid(one(module, k), X, y, eps_values, config, seeds[k:k + 1])[0]
+                            for k in range(K)])
+    if config["attack"] == "fgsm":  # one input gradient per image serves every budget
+        step = max(1, CHUNK // (K * max(E, 2)))
+        for s in range(0, n, step):
+            rows, labels = repeat(X[s:s + step], K), y[s:s + step].repeat(K)
+            advs = evasion.fgsm_budgets(module, rows, labels, eps_values, norm=config["norm"],
+                                        temperature=attacker_temperature(config))
+            out[:, :, s:s + step] = torch.stack([predictions(module, a).reshape(K, -1) for a in advs], 1)
+        return out
+    eps = torch.tensor(eps_values, dtype=X.dtype)
+    step = max(1, CHUNK // (K * E))
+    for s in range(0, n, step):
+        Xc, yc = X[s:s + step], y[s:s + step]
+        c = len(yc)
+        rows = Xc.unsqueeze(0).unsqueeze(0).expand(K, E, *Xc.shape).reshape(-1, *X.shape[1:])
+        labels = yc.expand(K, E, c).reshape(-1)
+        budgets = eps.reshape(1, E, 1).expand(K, E, c).reshape(-1)
+        adv = adversarial(module, rows, labels, budgets, config, seed=seeds[0])
+        out[:, :, s:s + c] = predictions(module, adv).reshape(K, E, c)
+    return out
+
+
+def one(module: Stacked, k: int) -> Stacked:
+    """Model k of a Stacked module, as a Stacked module of one."""
+    return Stacked(module.spec, {name: v[k:k + 1] for name, v in module.params.items()})
