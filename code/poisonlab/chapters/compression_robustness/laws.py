@@ -111,12 +111,12 @@ LAWS = {"schedule": law_schedule, "tai-optimal": law_tai, "batch-steps": law_bat
 # Laws whose verdict is "no" or "not resolved" in the book, with why (tests/laws checks them both ways)
 DISAGREES: dict[str, str] = {
     "batch-steps": "the gap does not just close, it reverses: at equal steps each step of the large batch averages "
-                   "four times as many gradients, and the network ends more accurate than with the small batch; the "
-                   "under-training the source blamed on the batch size came from the number of steps",
+                   "more gradients, and the network ends more accurate than with the small batch; the under-training "
+                   "the source blamed on the batch size came from the number of steps",
 }
 UNRESOLVED: dict[str, str] = {
-    "pruning-robustness": "the quick profile (3 repeats of networks trained for 2 epochs on 1,000 images) gives an "
-                          "interval wide enough to hold adversarial training's gain, the rival",
+    "pruning-robustness": "the quick profile's few and briefly trained networks give an interval wide enough to hold "
+                          "the rival, adversarial training's gain",
 }
 
 
