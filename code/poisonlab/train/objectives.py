@@ -19,7 +19,7 @@ from torch import Tensor
 from .. import validate
 from . import losses
 
-__all__ = ["ERM", "FGSM", "PGD", "Tempered"]
+__all__ = ["ERM", "FGSM", "PGD", "Tempered", "Penalised", "IBP", "Ramp"]
 
 
 class ERM:
@@ -147,6 +147,63 @@ class Penalised:
 
     def __repr__(self):
         return f"Penalised(weight={self.weight}, penalty={getattr(self.penalty, '__name__', self.penalty)!r}, base={self.base!r})"
+
+
+class IBP:
+    """Certified training by interval bound propagation (Gowal et al. 2018): kappa times the cross-entropy of the
+    logits plus (1 - kappa) times the robust cross-entropy, the cross-entropy of the worst logits over the L_inf
+    ball of radius eps around each input, clipped to `box` (models.bounds.worst_logits: elided, Gowal's margin
+    bound; naive, the lower bound of z_y and the upper bounds of the others, as the source's tutorial).
+
+    The bound is an upper bound of the loss any perturbation in the ball can reach, so that minimising it
+    minimises a certificate. `eps` and `kappa` are attributes: a step hook (Ramp) may change them. At eps = 0 the
+    worst logits are the logits (naive) or the logits minus z_y (elided): either way the robust cross-entropy is
+    the cross-entropy, so a warm-up at eps = 0 is ordinary training.
+    """
+
+    def __init__(self, spec, eps: float, kappa: float = 0.0, elide: bool = True, box=(0.0, 1.0)):
+        from ..models import bounds
+
+        self.spec, self.eps, self.elide, self.box = spec, validate.non_negative("eps", eps), bool(elide), box
+        kappa = validate.non_negative("kappa", kappa)
+        if kappa > 1:
+            raise ValueError(f"kappa must be in [0, 1] (the weight of the clean cross-entropy), got {kappa!r}")
+        self.kappa = kappa
+        self._worst = torch.func.vmap(lambda p, x, y, eps: bounds.worst_logits(spec, p, x, y, eps, self.elide, box),
+                                      in_dims=(0, 0, 0, None))
+
+    def __call__(self, forward, params, buffers, Xb, Yb):
+        robust = losses._per_example("ce", self._worst(params, Xb, Yb, self.eps), Yb)
+        if self.kappa == 0:
+            return robust
+        return self.kappa * losses._per_example("ce", forward(params, buffers, Xb), Yb) + (1 - self.kappa) * robust
+
+    def __repr__(self):
+        return f"IBP(eps={self.eps}, kappa={self.kappa}, elide={self.elide})"
+
+
+class Ramp:
+    """A step hook for train.train_batched that sets `target.eps` before each optimiser step t (counted from 0):
+    0 for the first `warmup` steps, then rising linearly to `eps` over `ramp` steps, then `eps`
+    (eps_t = eps min(1, max(0, (t - warmup + 1) / ramp))): Gowal et al.'s schedule, the source's warm-up and ramp.
+    """
+
+    def __init__(self, target, eps: float, warmup: int, ramp: int):
+        self.target, self.eps = target, validate.non_negative("eps", eps)
+        self.warmup = validate.positive_int("warmup", warmup, minimum=0)
+        self.ramp = validate.positive_int("ramp", ramp, minimum=0)
+        self(0, None)
+
+    def at(self, t: int) -> float:
+        """eps of optimiser step t (0-based)."""
+        if t < self.warmup:
+            return 0.0
+        if self.ramp == 0:
+            return self.eps
+        return self.eps * min(1.0, (t - self.warmup + 1) / self.ramp)
+
+    def __call__(self, step: int, params) -> None:
+        self.target.eps = self.at(step)  # train_batched calls it after `step` steps: the next step's value
 
 
 def _groups(names, like: Tensor):
