@@ -12,7 +12,7 @@ class Sizes:
 
     repeats: int
     n_train: int  # every model but the source's recipe
-    source_n_train: int | None  # the source's recipe (None: all 50,000)
+    source_n_train: int  # the source's recipe: all 50,000 training images
     n_test: int  # attacked and certified test images
     source_batches: list[int]  # the source's recipe at larger minibatches (it gives none)
     law_test: int  # test images of the laws' sweeps (the source's recipe, the gap's two budgets)
@@ -42,7 +42,7 @@ class Sizes:
 FULL = Sizes(
     repeats=5,
     n_train=10_000,
-    source_n_train=None,
+    source_n_train=50_000,
     n_test=500,
     source_batches=[512, 2048],
     law_test=10_000,
